@@ -1,0 +1,160 @@
+"""BaseConnector: the one place every job passes through, and why failures always raise.
+
+`process_job` is final. It runs the mode's `process_job_impl`, times it, reports status, and makes
+sure the only two outcomes are a successful `JobResult` or a raised `ConnectorError` - the bug the
+hierarchy record was written for (failures returned as `success=False` and shown as green
+completions) cannot be expressed.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal, final
+
+from pydantic import BaseModel, ValidationError
+
+from connectors.errors import ConnectorError, FailureReason, FailureType, validation_error
+from connectors.health import HealthCheckCapabilities, HealthCheckClass, missing
+from connectors.models import JobData, JobResult, ProgressCallback, no_progress
+from connectors.rules import classify_message
+
+__all__ = ["BaseConnector", "ConnectorStatus", "payload_error"]
+
+log = logging.getLogger(__name__)
+
+ConnectorStatus = Literal["starting", "idle", "active", "error", "offline"]
+# Final methods and the hook a subclass implements instead.
+_FINAL = {"process_job": "process_job_impl", "check_health": "health_probe"}
+
+
+def payload_error(exc: ValidationError, *, service: str | None) -> ConnectorError:
+    """A validation_error naming the first bad field of a pydantic ValidationError."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "payload"
+    problem = "field required" if first["type"] == "missing" else first["msg"]
+    error = validation_error(field, problem, service=service)
+    error.context["errors"] = [
+        {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
+    ]
+    error.attach_service(service or "")
+    return error
+
+
+class BaseConnector(abc.ABC):
+    """Base of every connector: final `process_job`, status reporting and health checks."""
+
+    service_type: ClassVar[str] = "base"
+    version: ClassVar[str] = "1.0.0"
+    health_check_class: ClassVar[HealthCheckClass] = HealthCheckClass.STANDARD
+    capabilities: ClassVar[HealthCheckCapabilities] = HealthCheckCapabilities()
+    # The pydantic model a payload must satisfy; checked at submit and again in the worker.
+    payload_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, hook in _FINAL.items():
+            if name in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__} overrides {name}(), which is final in BaseConnector: "
+                    f"implement {hook}() instead"
+                )
+
+    def __init__(
+        self,
+        *,
+        on_status: Callable[[ConnectorStatus], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._on_status = on_status
+        self._clock = clock
+        self.status: ConnectorStatus = "idle"
+
+    @classmethod
+    def validate_payload(cls, payload: Mapping[str, Any]) -> BaseModel | None:
+        """Check a payload without calling anyone; raise a validation_error naming the field."""
+        if not isinstance(payload, Mapping):
+            raise validation_error("payload", "must be a JSON object", service=cls.service_type)
+        if cls.payload_model is None:
+            return None
+        try:
+            return cls.payload_model.model_validate(dict(payload))
+        except ValidationError as exc:
+            raise payload_error(exc, service=cls.service_type) from None
+
+    @final
+    def process_job(self, job: JobData, progress: ProgressCallback | None = None) -> JobResult:
+        """Run a job: a successful JobResult, or a raised ConnectorError. Never a failed result."""
+        started = self._clock()
+        self._report("active")
+        try:
+            result = self.process_job_impl(job, progress or no_progress)
+            self._check_result(result)
+        except ConnectorError as exc:
+            self._report("error")
+            exc.attach_service(exc.service or self.service_type)
+            raise
+        except Exception as exc:
+            self._report("error")
+            raise ConnectorError.from_exception(exc, self.service_type) from exc
+        self._report("idle")
+        elapsed = int((self._clock() - started) * 1000)
+        return result.model_copy(update={"processing_time_ms": elapsed})
+
+    def _check_result(self, result: object) -> None:
+        if not isinstance(result, JobResult):
+            raise ConnectorError(
+                f"{type(self).__name__}.process_job_impl returned {type(result).__name__}, "
+                "not a JobResult",
+                failure_type=FailureType.SYSTEM_ERROR,
+                failure_reason=FailureReason.INTERNAL_ERROR,
+                retryable=False,
+            )
+        if not result.success:
+            text = result.error or "no error message"
+            ftype, reason = classify_message(text)
+            raise ConnectorError(
+                f"{type(self).__name__} must raise, not return success=False: {text}",
+                failure_type=ftype,
+                failure_reason=reason,
+                context={"returned_error": text},
+            )
+
+    @abc.abstractmethod
+    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
+        """Do the work. Raise ConnectorError on failure; return only successful results."""
+
+    @final
+    def check_health(self) -> bool:
+        """True when the service answers; never raises."""
+        try:
+            return bool(self.health_probe())
+        except Exception as exc:  # a health check reports, it does not fail the worker
+            log.warning("%s health check failed: %s", self.service_type, exc)
+            return False
+
+    def health_probe(self) -> bool:
+        """Probe the service (may raise). Default: healthy."""
+        return True
+
+    def service_support(self) -> dict[str, Any]:
+        """Whether this connector's capabilities satisfy its health-check class."""
+        if self.health_check_class is HealthCheckClass.CUSTOM:
+            raise NotImplementedError("CUSTOM health-check class needs its own requirements")
+        lacking = missing(self.health_check_class, self.capabilities)
+        return {
+            "isSupported": not lacking,
+            "supportLevel": "full" if not lacking else "unsupported",
+            "missingCapabilities": lacking,
+            "recommendedAction": "proceed" if not lacking else "fail",
+        }
+
+    def _report(self, status: ConnectorStatus) -> None:
+        self.status = status
+        if self._on_status is not None:
+            try:
+                self._on_status(status)
+            except Exception:  # status reporting must never change a job's outcome
+                log.exception("status hook failed")

@@ -1,0 +1,247 @@
+"""GlifConnector: run a Glif workflow through the Simple API (synchronous, one POST).
+
+Glif answers 200 OK even when the workflow fails, with the failure in an `error` field, so the
+body is checked for `error` before anything else. Env: GLIF_API_TOKEN (required), GLIF_BASE_URL,
+GLIF_TIMEOUT_SECONDS, GLIF_RETRY_ATTEMPTS, GLIF_MAX_CONCURRENT_JOBS, GLIF_HEALTH_CHECK_WORKFLOW_ID.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Literal
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.errors import ConnectorError, FailureReason, FailureType, configuration_error
+from connectors.health import HealthCheckCapabilities, HealthCheckClass
+from connectors.models import JobData, JobResult, ServiceMetadata
+from connectors.protocol.http import BearerAuth, HTTPConnector, HttpRequest, Timeouts
+from connectors.services.glif_output import glif_output
+
+__all__ = ["GlifConnector", "GlifPayload", "GlifSettings", "classify_glif_error"]
+
+R = FailureReason
+T = FailureType
+ATTRIBUTION = "powered by glif.app"
+
+
+class GlifSettings(BaseSettings):
+    """Glif settings from the worker's environment (an empty variable counts as unset)."""
+
+    model_config = SettingsConfigDict(env_prefix="GLIF_", env_ignore_empty=True, extra="ignore")
+
+    api_token: SecretStr | None = None
+    base_url: str = "https://simple-api.glif.app"
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    retry_attempts: int = Field(default=3, ge=0)
+    max_concurrent_jobs: int = Field(default=5, ge=1)
+    health_check_workflow_id: str | None = None
+
+
+class GlifPayload(BaseModel):
+    """A Glif job: which workflow to run and its string inputs (positional or named)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_id: str = Field(min_length=1, pattern=r"\S")
+    inputs: list[str] | dict[str, str]
+    visibility: Literal["PUBLIC", "PRIVATE"] | None = None
+    strict: StrictBool | None = None
+    save_assets: StrictBool = True
+
+    @field_validator("workflow_id", mode="before")
+    @classmethod
+    def _workflow_id_is_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("must be a non-empty string")
+        return value.strip()
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs_are_strings(cls, value: Any) -> Any:
+        # One clear message instead of pydantic's per-union-branch noise.
+        if isinstance(value, list):
+            bad = [i for i, item in enumerate(value) if not isinstance(item, str)]
+            if bad:
+                raise ValueError(f"item {bad[0]} must be a string (Glif accepts string inputs)")
+            return value
+        if isinstance(value, dict):
+            bad_keys = [k for k, v in value.items() if not isinstance(v, str) or not k]
+            if bad_keys:
+                raise ValueError(f"input {bad_keys[0]!r} must be a string")
+            return value
+        raise ValueError("must be a list of strings or an object of string values")
+
+
+# The record's matrix, first match wins: (pattern, type, reason, retryable).
+_GLIF_ERRORS: tuple[tuple[str, FailureType, FailureReason, bool], ...] = (
+    (
+        r"insufficient credits|not enough credits|out of credits|quota exceeded|credit",
+        T.RESOURCE_LIMIT,
+        R.INSUFFICIENT_CREDITS,
+        False,
+    ),
+    (
+        r"authenticat|unauthori[sz]ed|invalid token|api token|forbidden",
+        T.AUTH_ERROR,
+        R.INVALID_API_KEY,
+        False,
+    ),
+    (
+        r"invalid workflow|workflow not found|glif not found|not found|does not exist",
+        T.VALIDATION_ERROR,
+        R.INVALID_PAYLOAD,
+        False,
+    ),
+    (
+        r"not enough inputs|missing input|required input",
+        T.VALIDATION_ERROR,
+        R.MISSING_REQUIRED_FIELD,
+        False,
+    ),
+    (r"invalid input|only string values", T.VALIDATION_ERROR, R.INVALID_PAYLOAD, False),
+    (r"rate limit|too many requests", T.RATE_LIMIT, R.REQUESTS_PER_MINUTE, True),
+    (r"timed? ?out|timeout", T.TIMEOUT, R.PROCESSING_TIMEOUT, True),
+    (
+        r"nsfw|content policy|safety|moderation|blocked",
+        T.GENERATION_REFUSAL,
+        R.POLICY_VIOLATION,
+        False,
+    ),
+    (
+        r"banned|not allowed|not available via api",
+        T.VALIDATION_ERROR,
+        R.UNSUPPORTED_OPERATION,
+        False,
+    ),
+    (r"network|connection", T.NETWORK_ERROR, R.CONNECTION_FAILED, True),
+)
+
+
+def classify_glif_error(message: str) -> tuple[FailureType, FailureReason, bool]:
+    """Classify the text of a Glif `error` field (pure; the record's matrix)."""
+    text = message.lower()
+    for pattern, ftype, reason, retryable in _GLIF_ERRORS:
+        if re.search(pattern, text):
+            return ftype, reason, retryable
+    return T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True
+
+
+def parse_price(value: Any) -> float | None:
+    """Glif documents `price` as a string ("2.1000875"); some replies send a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class GlifConnector(HTTPConnector):
+    """Runs Glif workflows through the Simple API and returns the record's result shape."""
+
+    service_type: ClassVar[str] = "glif"
+    version: ClassVar[str] = "1.0.0"
+    health_check_class: ClassVar[HealthCheckClass] = HealthCheckClass.MINIMAL
+    capabilities: ClassVar[HealthCheckCapabilities] = HealthCheckCapabilities(
+        supportsBasicHealthCheck=True,
+        supportsJobStatusQuery=False,  # Glif has no job query API
+        supportsJobCancellation=False,
+        supportsServiceRestart=False,
+        supportsQueueIntrospection=False,
+    )
+    payload_model: ClassVar[type[BaseModel]] = GlifPayload
+
+    def __init__(self, settings: GlifSettings | None = None, **kwargs: Any) -> None:
+        self.settings = settings or GlifSettings()
+        token = self.settings.api_token
+        if token is None or not token.get_secret_value().strip():
+            raise configuration_error(
+                "GLIF_API_TOKEN is required but not set in the worker's environment",
+                variables=["GLIF_API_TOKEN"],
+                service=self.service_type,
+            )
+        self.assets = kwargs.pop("assets", None)
+        kwargs.setdefault("timeouts", Timeouts(connect=10.0, read=self.settings.timeout_seconds))
+        super().__init__(
+            base_url=self.settings.base_url, auth=BearerAuth(token.get_secret_value()), **kwargs
+        )
+
+    def build_request(self, job: JobData) -> HttpRequest:
+        payload = GlifPayload.model_validate(job.payload)
+        body: dict[str, Any] = {"id": payload.workflow_id, "inputs": payload.inputs}
+        if payload.visibility:
+            body["visibility"] = payload.visibility
+        params = {"strict": "1"} if payload.strict else None
+        return HttpRequest("POST", self.url(), json=body, params=params)
+
+    def parse_response(self, response: requests.Response, job: JobData) -> JobResult:
+        body = self.json_body(response)
+        payload = GlifPayload.model_validate(job.payload)
+        if not isinstance(body, dict):
+            raise self._bad_response(f"expected a JSON object, got {type(body).__name__}", body)
+        if body.get("error"):
+            raise self._workflow_error(str(body["error"]), payload, body)
+        price = parse_price(body.get("price"))
+        data = glif_output(body, self.service_type)
+        data["raw_response"] = {k: body.get(k) for k in ("output", "outputFull", "price", "nodes")}
+        return JobResult(
+            success=True,
+            data=data,
+            metadata={
+                "service": "glif",
+                "connector": "glif",
+                "workflow_id": payload.workflow_id,
+                "price": price,
+                "attribution": ATTRIBUTION,
+            },
+            service_metadata=ServiceMetadata(
+                service_version=self.version,
+                service_type=self.service_type,
+                processing_stats={"price": price},
+            ),
+        )
+
+    def _workflow_error(
+        self, message: str, payload: GlifPayload, body: dict[str, Any]
+    ) -> ConnectorError:
+        ftype, reason, retryable = classify_glif_error(message)
+        return ConnectorError(
+            f"Glif workflow {payload.workflow_id} failed: {message}",
+            failure_type=ftype,
+            failure_reason=reason,
+            retryable=retryable,
+            status_code=200,
+            service=self.service_type,
+            context={
+                "workflow_id": payload.workflow_id,
+                "inputs": payload.inputs,
+                "glif_error": message,
+                "raw_response": body,
+            },
+        )
+
+    def _bad_response(self, problem: str, body: Any) -> ConnectorError:
+        return ConnectorError(
+            f"Glif returned an unusable response: {problem}",
+            failure_type=T.RESPONSE_ERROR,
+            failure_reason=R.INVALID_RESPONSE_FORMAT,
+            service=self.service_type,
+            context={"raw_response": body},
+        )
+
+    def health_probe(self) -> bool:
+        # A run of the configured cheap workflow when set; otherwise a call with no workflow id,
+        # which Glif answers (with an `error`) without running anything - but only for a valid
+        # token: a bad token gets 401 and the probe fails.
+        workflow = self.settings.health_check_workflow_id or ""
+        inputs = ["health-check"] if workflow else []
+        response = self.session.post(
+            self.url(),
+            json={"id": workflow, "inputs": inputs},
+            auth=self.auth,
+            timeout=(self.timeouts.connect, 10.0),
+        )
+        return response.status_code == 200
