@@ -267,6 +267,11 @@ class ConnectorError(Exception):
         self.service = service
         self.args = (self.message, self._fields())
 
+    def annotate(self, **context: Any) -> None:
+        """Add forensic context after the fact (redacted, and kept in `args`)."""
+        self.context.update(redact(context))
+        self.args = (self.message, self._fields())
+
     def __str__(self) -> str:
         return self.message
 

@@ -1,0 +1,87 @@
+"""Celery settings for emp-tasks. Every setting says why it is set.
+
+Broker and result backend come from EMP_BROKER_URL / EMP_RESULT_BACKEND. With neither set, an
+embedded default needs no server: kombu's filesystem transport under ./var/broker (it supports
+fanout, so worker events reach Flower) and SQLite through SQLAlchemy for results. Redis is the
+production broker and backend; RabbitMQ (amqp://) works as a broker too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kombu import Queue
+
+from emp_tasks.config import services
+
+VAR_DIR = Path(os.environ.get("EMP_VAR_DIR") or "var").resolve()
+_BROKER = os.environ.get("EMP_BROKER_URL") or ""
+_BACKEND = os.environ.get("EMP_RESULT_BACKEND") or ""
+
+
+def _filesystem_options() -> dict[str, object]:
+    # One folder for both directions: producers and consumers are different processes.
+    folders = {name: VAR_DIR / "broker" / name for name in ("queue", "processed", "control")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+        "store_processed": False,
+    }
+
+
+def _default_backend() -> str:
+    if _BROKER.startswith(("redis://", "rediss://")):
+        return _BROKER  # one Redis serves both, as in production
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    return f"db+sqlite:///{VAR_DIR / 'results.sqlite'}"
+
+
+broker_url = _BROKER or "filesystem://localhost/"  # a host, or kombu warns on every connection
+result_backend = _BACKEND or _default_backend()
+broker_connection_retry_on_startup = True
+
+# JSON only: no pickle on the wire, so a message can never execute code when it is loaded.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# Ack after the task finishes, so a worker that dies mid-job does not lose it ...
+task_acks_late = True
+# ... and requeue it when the worker process is killed (OOM, SIGKILL) instead of acking it.
+task_reject_on_worker_lost = True
+# A failed job is acked: its retries are new messages published by Task.retry.
+task_acks_on_failure_or_timeout = True
+# Take one job at a time per worker slot; paid, slow jobs should not wait behind a busy slot.
+worker_prefetch_multiplier = 1
+# When the broker connection drops, cancel running acks_late jobs rather than let the
+# redelivered copy run in parallel with them (two paid calls for one job).
+worker_cancel_long_running_tasks_on_connection_loss = True
+
+# Events for Flower and `emp-tasks events`: task lifecycle plus our job events.
+worker_send_task_events = True
+task_send_sent_event = True
+# Show STARTED, and store name/args/retries with results (the job record reads them).
+task_track_started = True
+result_extended = True
+result_expires = 7 * 24 * 3600
+
+# Every service queue exists, so a worker without -Q consumes them all; -Q narrows it.
+task_queues = [Queue(spec.queue) for spec in services().values()]
+task_default_queue = "default"
+task_create_missing_queues = True
+
+# A job may run for its time limit (timeout x2 + 60 s, see emp_tasks.tasks) and a retry waits up
+# to the 300 s cap as an ETA message held unacked. Redis redelivers anything unacked for longer
+# than the visibility timeout, which would run a paid job twice: keep it above both, with margin.
+_LONGEST_JOB = max((2 * s.timeout_seconds + 60 for s in services().values()), default=180.0)
+visibility_timeout = int(_LONGEST_JOB + 300 + 600)
+broker_transport_options: dict[str, object] = {"visibility_timeout": visibility_timeout}
+result_backend_transport_options: dict[str, object] = {"visibility_timeout": visibility_timeout}
+if broker_url.startswith("filesystem://"):
+    broker_transport_options = {**broker_transport_options, **_filesystem_options()}

@@ -1,0 +1,93 @@
+"""MockConnector: the original's offline mock (delay_ms, should_fail, test_data), made honest.
+
+The original returned `{success: false}` for a requested failure; here a failure raises a
+classified ConnectorError, so it shows as a failure. `fail_kind` picks the classification, which
+lets demos and tests exercise retryable and non-retryable paths without any network.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from connectors.base import BaseConnector
+from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.health import HealthCheckCapabilities, HealthCheckClass
+from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
+
+__all__ = ["MockConnector", "MockPayload"]
+
+_FAILURES: dict[str, tuple[FailureType, FailureReason]] = {
+    "service_error": (FailureType.SERVICE_ERROR, FailureReason.SERVICE_UNAVAILABLE),
+    "validation_error": (FailureType.VALIDATION_ERROR, FailureReason.INVALID_PAYLOAD),
+    "rate_limit": (FailureType.RATE_LIMIT, FailureReason.REQUESTS_PER_MINUTE),
+    "timeout": (FailureType.TIMEOUT, FailureReason.PROCESSING_TIMEOUT),
+}
+
+
+class MockPayload(BaseModel):
+    """A mock job: how long to take, whether to fail, and what to return."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delay_ms: int = Field(default=100, ge=0, le=600_000)
+    should_fail: StrictBool = False
+    fail_kind: Literal["service_error", "validation_error", "rate_limit", "timeout"] = (
+        "service_error"
+    )
+    retry_after: float | None = Field(default=None, ge=0)
+    steps: int = Field(default=2, ge=1, le=100)
+    test_data: Any = "Mock test successful"
+
+
+class MockConnector(BaseConnector):
+    """Simulates a provider: sleeps, reports stepped progress, succeeds or raises."""
+
+    service_type: ClassVar[str] = "mock"
+    health_check_class: ClassVar[HealthCheckClass] = HealthCheckClass.MINIMAL
+    capabilities: ClassVar[HealthCheckCapabilities] = HealthCheckCapabilities()
+    payload_model: ClassVar[type[BaseModel]] = MockPayload
+
+    def __init__(self, *, sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sleep = sleep
+
+    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
+        payload = MockPayload.model_validate(job.payload)
+        progress(
+            JobProgress(job_id=job.id, progress=10, message="Starting", total_steps=payload.steps)
+        )
+        for step in range(1, payload.steps + 1):
+            self._sleep(payload.delay_ms / 1000 / payload.steps)
+            done = 10 + 70 * step / payload.steps
+            progress(
+                JobProgress(
+                    job_id=job.id,
+                    progress=done,
+                    message=f"Step {step}/{payload.steps}",
+                    current_step=str(step),
+                    total_steps=payload.steps,
+                )
+            )
+        if payload.should_fail:
+            ftype, reason = _FAILURES[payload.fail_kind]
+            raise ConnectorError(
+                f"Mock failure requested ({payload.fail_kind})",
+                failure_type=ftype,
+                failure_reason=reason,
+                retry_after=payload.retry_after,
+                service=self.service_type,
+            )
+        progress(JobProgress(job_id=job.id, progress=100, message="Completed"))
+        return JobResult(
+            success=True,
+            data={
+                "test_data": payload.test_data,
+                "mock_url": f"https://via.placeholder.com/512x512.png?text=Mock+Test+{job.id}",
+                "processing_time_ms": payload.delay_ms,
+            },
+            metadata={"service": "mock", "connector": "mock"},
+        )

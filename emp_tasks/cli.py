@@ -1,0 +1,165 @@
+"""`emp-tasks`: run a service's worker, submit jobs, read their status, stream events, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from connectors.errors import ConnectorError
+
+__all__ = ["main"]
+
+EXIT_FAILED, EXIT_REFUSED = 1, 2
+
+
+def _app() -> Any:
+    from emp_tasks.celery_app import app
+
+    return app
+
+
+@click.group()
+def main() -> None:
+    """Run AI generation jobs on Celery workers, one queue per service."""
+
+
+@main.command()
+@click.option("--service", required=True, help="Service name from config/service-mapping.json.")
+@click.option("--concurrency", type=int, default=None, help="Worker slots (default: mapping).")
+@click.option("--pool", type=click.Choice(["threads", "prefork", "solo"]), default=None)
+@click.option("--loglevel", default="info", show_default=True)
+def worker(service: str, concurrency: int | None, pool: str | None, loglevel: str) -> None:
+    """Start a Celery worker on one service's queue."""
+    from emp_tasks.config import resolve_service
+    from emp_tasks.worker import check_environment, worker_argv
+
+    try:
+        spec = resolve_service(service)
+    except ConnectorError as exc:
+        raise click.ClickException(exc.message) from None
+    complaint = check_environment([spec])
+    if complaint:
+        click.echo(complaint, err=True)
+        sys.exit(EXIT_FAILED)
+    _app().worker_main(worker_argv(spec, concurrency, pool, loglevel))
+
+
+def _print_record(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record, default=str))
+        return
+    click.echo(f"job {record['job_id']} ({record['service']}): {record['status']}, "
+               f"attempts {record.get('attempts')}")
+    if "error" in record:
+        err = record["error"]
+        click.echo(f"  {err['failure_type']}/{err['failure_reason']} "
+                   f"(retryable={err['retryable']}): {err['message']}")
+    elif "result" in record:
+        click.echo(json.dumps(record["result"].get("data"), indent=2, default=str))
+
+
+def _wait(job_id: str, service: str, timeout: float, show_bar: bool) -> dict[str, Any]:
+    from emp_tasks.client import job_record
+
+    deadline = time.monotonic() + timeout
+    record = job_record(job_id, service)
+    while record["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        if show_bar:
+            pct = float((record.get("progress") or {}).get("progress") or 0)
+            bar = "#" * int(pct / 5)
+            click.echo(f"\r[{bar:<20}] {pct:5.1f}% {record['status']:<9}", nl=False, err=True)
+        time.sleep(0.2)
+        record = job_record(job_id, service)
+    if show_bar:
+        click.echo("", err=True)
+    return record
+
+
+@main.command()
+@click.argument("service")
+@click.argument("payload_json")
+@click.option("--job-id", default=None, help="Use this job id (default: a new UUID).")
+@click.option("--wait", is_flag=True, help="Wait for the job to finish.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+@click.option("--timeout", type=float, default=600.0, show_default=True)
+def submit(service: str, payload_json: str, job_id: str | None, wait: bool, as_json: bool,
+           timeout: float) -> None:
+    """Submit a job. Exit 0 completed (or queued), 1 failed, 2 refused input."""
+    from emp_tasks.client import submit as submit_job
+
+    try:
+        payload = json.loads(payload_json)
+        result = submit_job(service, payload, job_id=job_id)
+    except (ValueError, ConnectorError) as exc:
+        error = exc if isinstance(exc, ConnectorError) else ConnectorError(
+            f"PAYLOAD_JSON is not valid JSON: {exc}", failure_reason="invalid_format")
+        _refuse(service, job_id, error, as_json)
+        return
+    spec_service = (result.name or f"emp.{service}").removeprefix("emp.")
+    if not wait:
+        _print_record({"job_id": result.id, "service": spec_service, "status": "pending",
+                       "attempts": None}, as_json)
+        return
+    record = _wait(result.id, spec_service, timeout, sys.stderr.isatty() and not as_json)
+    _print_record(record, as_json)
+    sys.exit(0 if record["status"] == "completed" else EXIT_FAILED)
+
+
+def _refuse(service: str, job_id: str | None, error: ConnectorError, as_json: bool) -> None:
+    from emp_tasks.client import ERROR_FIELDS
+
+    data = error.to_dict()
+    record = {"job_id": job_id, "service": service, "status": "refused", "attempts": 0,
+              "error": {key: data[key] for key in ERROR_FIELDS}}
+    if as_json:
+        click.echo(json.dumps(record))
+    else:
+        click.echo(f"refused: {error.message}", err=True)
+    sys.exit(EXIT_REFUSED)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job's record. Exit 0 completed, 1 failed, 3 still running or unknown."""
+    from emp_tasks.client import job_record
+
+    record = job_record(job_id)
+    _print_record(record, as_json)
+    sys.exit({"completed": 0, "failed": EXIT_FAILED}.get(record["status"], 3))
+
+
+@main.command()
+@click.option("--all", "show_all", is_flag=True, help="Also Celery's own task events.")
+def events(show_all: bool) -> None:
+    """Stream job events as JSON lines until interrupted."""
+    from emp_tasks.event_stream import stream_events
+
+    try:
+        stream_events(_app(), lambda line: click.echo(line), show_all=show_all)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+def demo() -> None:
+    """Offline showcase: Glif emulator + worker + four jobs, on the embedded default."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EMP_BROKER_URL", "EMP_RESULT_BACKEND")}
+    env["EMP_VAR_DIR"] = os.path.abspath(os.path.join("var", "demo"))
+    # A fresh interpreter, so the embedded broker is configured for the demo's own folder.
+    sys.exit(subprocess.call([sys.executable, "-m", "emp_tasks.demo"], env=env))
+
+
+@main.command()
+@click.option("--port", default=5555, show_default=True)
+def flower(port: int) -> None:
+    """Start Flower (monitoring UI) against this project's broker."""
+    sys.exit(subprocess.call([sys.executable, "-m", "celery", "-A", "emp_tasks", "flower",
+                              f"--port={port}"]))

@@ -1,0 +1,66 @@
+"""The enqueue side: `submit()` and the job record that `emp-tasks submit/status` print."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.result import AsyncResult
+
+from connectors.errors import ConnectorError
+from emp_tasks.celery_app import app
+from emp_tasks.config import resolve_service
+from emp_tasks.tasks import task_for
+
+__all__ = ["ERROR_FIELDS", "job_record", "submit"]
+
+ERROR_FIELDS = ("message", "failure_type", "failure_reason", "retryable", "status_code",
+                "retry_after")
+_RUNNING = {"PENDING": "pending", "RECEIVED": "pending", "STARTED": "running",
+            "PROGRESS": "running", "RETRY": "retrying"}
+
+
+def submit(
+    service: str,
+    payload: dict[str, Any],
+    job_id: str | None = None,
+    ctx: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> AsyncResult:
+    """Enqueue a job on its service's queue. Unknown services and bad payloads are refused."""
+    spec = resolve_service(service)
+    return task_for(spec.name).apply_async(
+        args=(payload,), kwargs={"ctx": ctx, "metadata": metadata}, task_id=job_id
+    )
+
+
+def _error_dict(exc: BaseException) -> dict[str, Any]:
+    error = exc if isinstance(exc, ConnectorError) else ConnectorError.from_exception(exc)
+    data = error.to_dict()
+    return {key: data[key] for key in ERROR_FIELDS}
+
+
+def job_record(job_id: str | AsyncResult, service: str | None = None) -> dict[str, Any]:
+    """`{job_id, service, status, attempts, result | error | progress}` for any job."""
+    result = job_id if isinstance(job_id, AsyncResult) else AsyncResult(job_id, app=app)
+    state = result.state
+    name = result.name or ""
+    record: dict[str, Any] = {
+        "job_id": result.id,
+        "service": service or (name.removeprefix("emp.") if name else None),
+        "status": _RUNNING.get(state, state.lower()),
+        "attempts": (result.retries or 0) + 1 if result.retries is not None else None,
+    }
+    if state == "SUCCESS":
+        value = result.result or {}
+        record["status"] = "completed"
+        record["attempts"] = (value.get("metadata") or {}).get("attempts", record["attempts"])
+        record["result"] = value
+    elif state == "FAILURE":
+        exc = result.result
+        record["status"] = "failed"
+        if isinstance(exc, ConnectorError):
+            record["attempts"] = exc.context.get("attempts", record["attempts"])
+        record["error"] = _error_dict(exc if isinstance(exc, BaseException) else Exception(exc))
+    elif state == "PROGRESS" and isinstance(result.info, dict):
+        record["progress"] = result.info
+    return record

@@ -1,0 +1,150 @@
+"""The service mapping: which services exist, their connectors, queues, pools and retry policy.
+
+Substitution follows bash's `${VAR:-default}`: the default is used when VAR is unset *or empty*;
+`${VAR}` with no default is required and an unset or empty VAR is an error naming it. There is no
+nesting (a default cannot contain `}`). The original had two implementations that disagreed on
+empty variables; this is the one, and `tests/emp_tasks/test_config.py` pins it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.base import BaseConnector
+from connectors.errors import ConnectorError, configuration_error
+
+__all__ = [
+    "CONFIG_DIR",
+    "ServiceSpec",
+    "connector_class",
+    "load_env_mapping",
+    "load_services",
+    "missing_env",
+    "resolve_service",
+    "services",
+    "substitute",
+]
+
+CONFIG_DIR = Path(os.environ.get("EMP_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "config")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute(text: str, env: Mapping[str, str] | None = None) -> str:
+    """Expand every `${VAR:-default}` / `${VAR}` in `text` (bash semantics, see module doc)."""
+    env = os.environ if env is None else env
+    missing: list[str] = []
+
+    def expand(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name) or ""
+        if value:
+            return value
+        if default is None:
+            missing.append(name)
+        return default or ""
+
+    result = _VAR.sub(expand, text)
+    if missing:
+        raise configuration_error(
+            f"Environment variable(s) required but not set: {', '.join(missing)}",
+            variables=missing,
+        )
+    return result
+
+
+def _expand(value: Any, env: Mapping[str, str] | None) -> Any:
+    if isinstance(value, str):
+        return substitute(value, env)
+    if isinstance(value, list):
+        return [_expand(item, env) for item in value]
+    if isinstance(value, dict):
+        return {key: _expand(item, env) for key, item in value.items()}
+    return value
+
+
+class ServiceSpec(BaseModel):
+    """One service's connector, queue, worker pool and retry policy."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    connector: str
+    description: str = ""
+    queue: str
+    pool: Literal["threads", "prefork", "solo"] = "threads"
+    concurrency: int = Field(default=1, ge=1)
+    retry_attempts: int = Field(default=3, ge=0)  # retries after the first run
+    retry_delay_seconds: float = Field(default=2.0, gt=0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    required_env: list[str] = Field(default_factory=list)
+
+    @property
+    def task_name(self) -> str:
+        return f"emp.{self.name}"
+
+
+def load_services(
+    path: Path | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, ServiceSpec]:
+    """Read and expand the service mapping."""
+    raw = json.loads((path or CONFIG_DIR / "service-mapping.json").read_text())
+    return {
+        name: ServiceSpec.model_validate({"name": name, **_expand(spec, env)})
+        for name, spec in raw["services"].items()
+    }
+
+
+def load_aliases(path: Path | None = None) -> dict[str, str]:
+    """Job service names that route to another service (e.g. the original's names)."""
+    raw = json.loads((path or CONFIG_DIR / "service-mapping.json").read_text())
+    return dict(raw.get("aliases", {}))
+
+
+def load_env_mapping(service: str, path: Path | None = None) -> dict[str, str]:
+    """The env variables a service reads, with their defaults expanded."""
+    raw = json.loads((path or CONFIG_DIR / "service-env-mapping.json").read_text())
+    return {name: substitute(value) for name, value in raw.get(service, {}).items()}
+
+
+@cache
+def services() -> dict[str, ServiceSpec]:
+    """The service mapping for this process (read once)."""
+    return load_services()
+
+
+def resolve_service(name: str) -> ServiceSpec:
+    """The spec for a service name or alias; an unknown name is a validation_error."""
+    known = services()
+    target = load_aliases().get(name, name)
+    if target not in known:
+        raise ConnectorError(
+            f"Unknown service '{name}'. Known services: {', '.join(sorted(known))}",
+            failure_reason="invalid_request",
+            retryable=False,
+            context={"field": "service"},
+        )
+    return known[target]
+
+
+def missing_env(spec: ServiceSpec, env: Mapping[str, str] | None = None) -> list[str]:
+    """Required variables that are unset or empty for this service."""
+    env = os.environ if env is None else env
+    return [name for name in spec.required_env if not env.get(name)]
+
+
+def connector_class(spec: ServiceSpec) -> type[BaseConnector]:
+    """Import the connector class named by `module:Class` in the mapping."""
+    module_name, _, class_name = spec.connector.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, BaseConnector)):
+        raise TypeError(f"{spec.connector} is not a BaseConnector subclass")
+    return cls

@@ -1,0 +1,121 @@
+"""What a job task does: validate, run the connector, and turn its outcome into Celery's.
+
+The only two outcomes are a returned result (SUCCESS, `complete_job`) or a raised ConnectorError
+(FAILURE, `fail_job`) - or a Celery retry in between (`retry_job`), decided by `retry_decision`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Task
+
+from connectors.base import BaseConnector
+from connectors.errors import ConnectorError
+from connectors.models import JobData, JobProgress
+from emp_tasks import events as ev
+from emp_tasks.config import ServiceSpec, connector_class
+from emp_tasks.retry import RetryPolicy, retry_decision
+
+__all__ = ["JobEvents", "get_connector", "policy_for", "run_job"]
+
+log = logging.getLogger(__name__)
+_connectors: dict[str, BaseConnector] = {}
+_lock = threading.Lock()
+
+
+def policy_for(spec: ServiceSpec) -> RetryPolicy:
+    return RetryPolicy(max_retries=spec.retry_attempts, base_delay=spec.retry_delay_seconds)
+
+
+def get_connector(spec: ServiceSpec) -> BaseConnector:
+    """One connector per service per worker process (its HTTP session is a keep-alive pool)."""
+    with _lock:
+        if spec.name not in _connectors:
+            _connectors[spec.name] = connector_class(spec)()
+        return _connectors[spec.name]
+
+
+class JobEvents:
+    """Sends one job's events and progress state from inside its task."""
+
+    def __init__(self, task: Task, service: str, job_id: str, attempt: int) -> None:
+        self.task = task
+        self.service = service
+        self.job_id = job_id
+        self.attempt = attempt
+        self.throttle = ev.ProgressThrottle()
+
+    def send(self, name: str, fields: dict[str, Any]) -> None:
+        try:
+            self.task.send_event(ev.EVENT_PREFIX + name, **fields)
+        except Exception:  # an event lost must not change the job's outcome
+            log.exception("could not send %s for %s", name, self.job_id)
+
+    def progress(self, progress: JobProgress) -> None:
+        if not self.throttle.allow(progress.progress):
+            return
+        fields = ev.progress_fields(self.service, progress, self.attempt + 1)
+        try:
+            self.task.update_state(state="PROGRESS", meta=fields)
+        except Exception:
+            log.exception("could not store progress for %s", self.job_id)
+        self.send("update_job_progress", fields)
+
+
+def _job(task: Task, spec: ServiceSpec, payload: Any, ctx: Any, metadata: Any) -> JobData:
+    connector_class(spec).validate_payload(payload)
+    return JobData(
+        id=str(task.request.id),
+        type=spec.name,
+        payload=dict(payload),
+        ctx=ctx,
+        metadata={**(metadata or {}), "attempt": task.request.retries + 1},
+    )
+
+
+def run_job(
+    task: Task, spec: ServiceSpec, payload: Any, ctx: Any = None, metadata: Any = None
+) -> dict[str, Any]:
+    """The body of every `emp.<service>` task."""
+    attempt = int(task.request.retries or 0)
+    events = JobEvents(task, spec.name, str(task.request.id), attempt)
+    try:
+        job = _job(task, spec, payload, ctx, metadata)
+        result = get_connector(spec).process_job(job, events.progress)
+    except ConnectorError as exc:
+        error = exc
+    except Exception as exc:  # process_job already converts; this covers setup failures
+        error = ConnectorError.from_exception(exc, spec.name)
+    else:
+        result.metadata["attempts"] = attempt + 1
+        events.send(
+            "complete_job",
+            ev.complete_fields(spec.name, job.id, attempt + 1, result.processing_time_ms),
+        )
+        return result.model_dump(mode="json")
+    raise _fail_or_retry(task, spec, error, attempt, events)
+
+
+def _fail_or_retry(
+    task: Task, spec: ServiceSpec, error: ConnectorError, attempt: int, events: JobEvents
+) -> BaseException:
+    if not error.service:
+        error.attach_service(spec.name)
+    decision = retry_decision(error, attempt, policy_for(spec))
+    if decision.countdown is not None:
+        events.send(
+            "retry_job", ev.retry_fields(spec.name, events.job_id, error, attempt + 1,
+                                         decision.countdown)
+        )
+        # Celery's own retry: a new message with the same id, delivered after `countdown`.
+        # max_retries=None because retry_decision is the one place that bounds attempts.
+        retry: BaseException = task.retry(exc=error, countdown=decision.countdown,
+                                          max_retries=None)
+        return retry
+    error.annotate(attempts=attempt + 1, gave_up=decision.reason)
+    events.send("fail_job", ev.fail_fields(spec.name, events.job_id, error, attempt + 1,
+                                           decision.reason))
+    return error

@@ -1,0 +1,71 @@
+"""One Celery task per service, `emp.<service>` on queue `<service>`, made from the mapping.
+
+    from emp_tasks import tasks
+    tasks.glif.delay({"workflow_id": "...", "inputs": ["a happy horse"]})
+
+`delay` / `apply_async` validate the payload first: a payload that cannot succeed is refused in
+the caller's process with a validation_error naming the field, and never reaches a queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from connectors.errors import ConnectorError
+from emp_tasks.celery_app import app
+from emp_tasks.config import ServiceSpec, connector_class, services
+from emp_tasks.runner import run_job
+
+__all__ = ["TASKS", "JobTask", "task_for"]
+
+
+class JobTask(Task):  # type: ignore[misc]
+    """A service's job task: validates payloads at enqueue time."""
+
+    spec: ServiceSpec
+
+    def apply_async(
+        self, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> Any:
+        payload = (args or [None])[0] if args else (kwargs or {}).get("payload")
+        connector_class(self.spec).validate_payload(payload)
+        return super().apply_async(args, kwargs, **options)
+
+
+def _make_task(spec: ServiceSpec) -> JobTask:
+    def run(self: JobTask, payload: dict[str, Any], ctx: dict[str, Any] | None = None,
+            metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        return run_job(self, spec, payload, ctx, metadata)
+
+    run.__name__ = run.__qualname__ = f"run_{spec.name}"
+    run.__doc__ = f"Run a {spec.name} job: {spec.description}"
+    task: JobTask = app.task(
+        name=spec.task_name,
+        bind=True,
+        base=JobTask,
+        queue=spec.queue,
+        max_retries=None,  # bounded by retry_decision, not by Celery's counter
+        throws=(ConnectorError,),  # expected failures: recorded, logged without a traceback
+        time_limit=2 * spec.timeout_seconds + 60,
+        soft_time_limit=2 * spec.timeout_seconds + 30,
+        spec=spec,
+    )(run)
+    return task
+
+
+TASKS: dict[str, JobTask] = {name: _make_task(spec) for name, spec in services().items()}
+globals().update(TASKS)
+
+
+def task_for(service: str) -> JobTask:
+    """The task for a service name (no aliases: see emp_tasks.client.submit)."""
+    return TASKS[service]
+
+
+def __getattr__(name: str) -> JobTask:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise AttributeError(f"no task for service {name!r}") from None
