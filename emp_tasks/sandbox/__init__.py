@@ -1,0 +1,7 @@
+"""Offline provider emulators (real HTTP servers on loopback) with fault injection."""
+
+from emp_tasks.sandbox.faults import Fault, FaultQueue
+from emp_tasks.sandbox.glif import GlifEmulator
+from emp_tasks.sandbox.server import CallRecord, EmulatorServer
+
+__all__ = ["CallRecord", "EmulatorServer", "Fault", "FaultQueue", "GlifEmulator"]
