@@ -55,8 +55,10 @@ result_accept_content = ["json"]
 task_acks_late = True
 # ... and requeue it when the worker process is killed (OOM, SIGKILL) instead of acking it.
 task_reject_on_worker_lost = True
-# A failed job is acked: its retries are new messages published by Task.retry.
-task_acks_on_failure_or_timeout = True
+# A failed job is acked: its retries are new messages published by Task.retry. A job killed by
+# its hard time limit is acked too: redelivering it would re-run a paid call that hangs.
+task_acks_on_failure = True
+task_acks_on_timeout = True
 # Take one job at a time per worker slot; paid, slow jobs should not wait behind a busy slot.
 worker_prefetch_multiplier = 1
 # When the broker connection drops, cancel running acks_late jobs rather than let the
@@ -73,6 +75,11 @@ result_expires = 7 * 24 * 3600
 
 # Every service queue exists, so a worker without -Q consumes them all; -Q narrows it.
 task_queues = [Queue(spec.queue) for spec in services().values()]
+# Each service's task goes to its own queue, served by a pool sized for that service.
+task_routes = {spec.task_name: {"queue": spec.queue} for spec in services().values()}
+# Retries are ETA messages a worker holds in memory, outside the prefetch window; a 429 storm
+# must not fill a worker's RAM with them.
+worker_eta_task_limit = 1000
 task_default_queue = "default"
 task_create_missing_queues = True
 

@@ -56,7 +56,8 @@ class BaseConnector(abc.ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name, hook in _FINAL.items():
-            if name in cls.__dict__:
+            # getattr, not cls.__dict__: a mixin earlier in the MRO must not slip one in either.
+            if getattr(cls, name) is not getattr(BaseConnector, name, None):
                 raise TypeError(
                     f"{cls.__name__} overrides {name}(), which is final in BaseConnector: "
                     f"implement {hook}() instead"
@@ -73,7 +74,7 @@ class BaseConnector(abc.ABC):
         self.status: ConnectorStatus = "idle"
 
     @classmethod
-    def validate_payload(cls, payload: Mapping[str, Any]) -> BaseModel | None:
+    def validate_payload(cls, payload: object) -> BaseModel | None:
         """Check a payload without calling anyone; raise a validation_error naming the field."""
         if not isinstance(payload, Mapping):
             raise validation_error("payload", "must be a JSON object", service=cls.service_type)
@@ -100,7 +101,7 @@ class BaseConnector(abc.ABC):
             self._report("error")
             raise ConnectorError.from_exception(exc, self.service_type) from exc
         self._report("idle")
-        elapsed = int((self._clock() - started) * 1000)
+        elapsed = round((self._clock() - started) * 1000)
         return result.model_copy(update={"processing_time_ms": elapsed})
 
     def _check_result(self, result: object) -> None:

@@ -6,6 +6,7 @@ Nothing here does I/O. Connectors call these from their edges; tests call them w
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -80,7 +81,7 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
     if millis:
         try:
             value = float(millis) / 1000.0
-            if value >= 0:
+            if math.isfinite(value) and value >= 0:
                 return value
         except ValueError:
             pass
@@ -89,7 +90,7 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
         return None
     try:
         seconds = float(raw)
-        return seconds if seconds >= 0 else None
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     except ValueError:
         pass
     try:
@@ -142,6 +143,11 @@ _EXCEPTION_NAMES: tuple[tuple[str, Classification], ...] = (
     ("Timeout", _c(T.TIMEOUT, R.NETWORK_TIMEOUT)),
     ("TimeoutError", _c(T.TIMEOUT, R.NETWORK_TIMEOUT)),
     ("SSLError", _c(T.NETWORK_ERROR, R.SSL_CERTIFICATE)),
+    ("gaierror", _c(T.NETWORK_ERROR, R.DNS_RESOLUTION)),
+    # A malformed provider URL is the worker's configuration, and no retry can fix it.
+    ("InvalidURL", _c(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False)),
+    ("MissingSchema", _c(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False)),
+    ("InvalidSchema", _c(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False)),
     ("ProxyError", _c(T.NETWORK_ERROR, R.PROXY_ERROR)),
     ("ChunkedEncodingError", _c(T.NETWORK_ERROR, R.CONNECTION_FAILED)),
     ("ContentDecodingError", _c(T.RESPONSE_ERROR, R.CORRUPTED_DATA)),

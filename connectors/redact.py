@@ -60,7 +60,9 @@ def truncate(text: str, limit: int = MAX_CONTEXT_CHARS) -> str:
     if len(text) <= limit:
         return text
     marker = f"...[truncated {len(text)} chars]"
-    return text[: max(0, limit - len(marker))] + marker
+    if limit <= len(marker):
+        return text[:limit]
+    return text[: limit - len(marker)] + marker
 
 
 def _is_secret_key(key: str) -> bool:
@@ -87,10 +89,11 @@ def redact(value: Any, *, limit: int = MAX_CONTEXT_CHARS, _depth: int = 0) -> An
         return out
     if isinstance(value, list | tuple | set | frozenset):
         items = list(value)
-        shown = [redact(item, limit=limit, _depth=_depth + 1) for item in items[:50]]
-        if len(items) > 50:
-            shown.append(f"...[{len(items) - 50} more items]")
-        return shown
+        if len(items) <= 50:
+            return [redact(item, limit=limit, _depth=_depth + 1) for item in items]
+        # 49 items and a marker: 50 in all, so redacting the result again changes nothing.
+        shown = [redact(item, limit=limit, _depth=_depth + 1) for item in items[:49]]
+        return [*shown, f"...[{len(items) - 49} more items]"]
     if isinstance(value, bytes | bytearray):
         return f"<{len(value)} bytes>"
     return truncate(scrub(repr(value)), limit)

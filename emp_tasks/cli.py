@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -54,12 +55,16 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record, default=str))
         return
-    click.echo(f"job {record['job_id']} ({record['service']}): {record['status']}, "
-               f"attempts {record.get('attempts')}")
+    click.echo(
+        f"job {record['job_id']} ({record['service']}): {record['status']}, "
+        f"attempts {record.get('attempts')}"
+    )
     if "error" in record:
         err = record["error"]
-        click.echo(f"  {err['failure_type']}/{err['failure_reason']} "
-                   f"(retryable={err['retryable']}): {err['message']}")
+        click.echo(
+            f"  {err['failure_type']}/{err['failure_reason']} "
+            f"(retryable={err['retryable']}): {err['message']}"
+        )
     elif "result" in record:
         click.echo(json.dumps(record["result"].get("data"), indent=2, default=str))
 
@@ -88,8 +93,9 @@ def _wait(job_id: str, service: str, timeout: float, show_bar: bool) -> dict[str
 @click.option("--wait", is_flag=True, help="Wait for the job to finish.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
 @click.option("--timeout", type=float, default=600.0, show_default=True)
-def submit(service: str, payload_json: str, job_id: str | None, wait: bool, as_json: bool,
-           timeout: float) -> None:
+def submit(
+    service: str, payload_json: str, job_id: str | None, wait: bool, as_json: bool, timeout: float
+) -> None:
     """Submit a job. Exit 0 completed (or queued), 1 failed, 2 refused input."""
     from emp_tasks.client import submit as submit_job
 
@@ -97,14 +103,21 @@ def submit(service: str, payload_json: str, job_id: str | None, wait: bool, as_j
         payload = json.loads(payload_json)
         result = submit_job(service, payload, job_id=job_id)
     except (ValueError, ConnectorError) as exc:
-        error = exc if isinstance(exc, ConnectorError) else ConnectorError(
-            f"PAYLOAD_JSON is not valid JSON: {exc}", failure_reason="invalid_format")
+        error = (
+            exc
+            if isinstance(exc, ConnectorError)
+            else ConnectorError(
+                f"PAYLOAD_JSON is not valid JSON: {exc}", failure_reason="invalid_format"
+            )
+        )
         _refuse(service, job_id, error, as_json)
         return
     spec_service = (result.name or f"emp.{service}").removeprefix("emp.")
     if not wait:
-        _print_record({"job_id": result.id, "service": spec_service, "status": "pending",
-                       "attempts": None}, as_json)
+        _print_record(
+            {"job_id": result.id, "service": spec_service, "status": "pending", "attempts": None},
+            as_json,
+        )
         return
     record = _wait(result.id, spec_service, timeout, sys.stderr.isatty() and not as_json)
     _print_record(record, as_json)
@@ -115,8 +128,13 @@ def _refuse(service: str, job_id: str | None, error: ConnectorError, as_json: bo
     from emp_tasks.client import ERROR_FIELDS
 
     data = error.to_dict()
-    record = {"job_id": job_id, "service": service, "status": "refused", "attempts": 0,
-              "error": {key: data[key] for key in ERROR_FIELDS}}
+    record = {
+        "job_id": job_id,
+        "service": service,
+        "status": "refused",
+        "attempts": 0,
+        "error": {key: data[key] for key in ERROR_FIELDS},
+    }
     if as_json:
         click.echo(json.dumps(record))
     else:
@@ -142,10 +160,8 @@ def events(show_all: bool) -> None:
     """Stream job events as JSON lines until interrupted."""
     from emp_tasks.event_stream import stream_events
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stream_events(_app(), lambda line: click.echo(line), show_all=show_all)
-    except KeyboardInterrupt:
-        pass
 
 
 @main.command()
@@ -161,5 +177,12 @@ def demo() -> None:
 @click.option("--port", default=5555, show_default=True)
 def flower(port: int) -> None:
     """Start Flower (monitoring UI) against this project's broker."""
-    sys.exit(subprocess.call([sys.executable, "-m", "celery", "-A", "emp_tasks", "flower",
-                              f"--port={port}"]))
+    sys.exit(
+        subprocess.call(
+            [sys.executable, "-m", "celery", "-A", "emp_tasks", "flower", f"--port={port}"]
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

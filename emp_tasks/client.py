@@ -13,10 +13,21 @@ from emp_tasks.tasks import task_for
 
 __all__ = ["ERROR_FIELDS", "job_record", "submit"]
 
-ERROR_FIELDS = ("message", "failure_type", "failure_reason", "retryable", "status_code",
-                "retry_after")
-_RUNNING = {"PENDING": "pending", "RECEIVED": "pending", "STARTED": "running",
-            "PROGRESS": "running", "RETRY": "retrying"}
+ERROR_FIELDS = (
+    "message",
+    "failure_type",
+    "failure_reason",
+    "retryable",
+    "status_code",
+    "retry_after",
+)
+_RUNNING = {
+    "PENDING": "pending",
+    "RECEIVED": "pending",
+    "STARTED": "running",
+    "PROGRESS": "running",
+    "RETRY": "retrying",
+}
 
 
 def submit(

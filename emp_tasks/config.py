@@ -34,7 +34,9 @@ __all__ = [
     "substitute",
 ]
 
-CONFIG_DIR = Path(os.environ.get("EMP_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "config")
+CONFIG_DIR = Path(
+    os.environ.get("EMP_CONFIG_DIR") or Path(__file__).resolve().parents[1] / "config"
+)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

@@ -36,20 +36,57 @@ class DemoJob:
 
 
 JOBS = (
-    DemoJob("image job", {"workflow_id": "sandbox-image", "inputs": ["a friendly oval robot"]},
-            None, "completed", 1),
-    DemoJob("rate-limited, then ok", {"workflow_id": "sandbox-text", "inputs": ["robots"]},
-            Fault("rate_limit", retry_after=2), "completed", 2),
-    DemoJob("workflow error", {"workflow_id": "sandbox-json", "inputs": []},
-            Fault("invalid_workflow"), "failed", 1),
-    DemoJob("bad token", {"workflow_id": "sandbox-html", "inputs": []},
-            Fault("unauthorized"), "failed", 1),
+    DemoJob(
+        "image job",
+        {"workflow_id": "sandbox-image", "inputs": ["a friendly oval robot"]},
+        None,
+        "completed",
+        1,
+    ),
+    DemoJob(
+        "rate-limited, then ok",
+        {"workflow_id": "sandbox-text", "inputs": ["robots"]},
+        Fault("rate_limit", retry_after=2),
+        "completed",
+        2,
+    ),
+    DemoJob(
+        "workflow error",
+        {"workflow_id": "sandbox-json", "inputs": []},
+        Fault("invalid_workflow"),
+        "failed",
+        1,
+    ),
+    DemoJob(
+        "bad token",
+        {"workflow_id": "sandbox-html", "inputs": []},
+        Fault("unauthorized"),
+        "failed",
+        1,
+    ),
 )
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "celery", "-A", "emp_tasks", "worker", "-Q", "glif",
-            "-P", "threads", "-c", "4", "-E", "-l", "info", "-n", "demo-glif@%h"]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "emp_tasks",
+        "worker",
+        "-Q",
+        "glif",
+        "-P",
+        "threads",
+        "-c",
+        "4",
+        "-E",
+        "-l",
+        "info",
+        "-n",
+        "demo-glif@%h",
+    ]
     with log.open("wb") as out:  # the worker's own log, kept out of the showcase's output
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -97,8 +134,10 @@ def _table(ids: dict[str, DemoJob], records: dict[str, dict[str, Any]], elapsed:
         took = f"{rec['wall_seconds']:.1f}s"
         good = rec["status"] == job.expect_status and rec["attempts"] == job.expect_attempts
         ok = ok and good
-        print(f"{job.label:<24} {rec['status']:<10} {rec['attempts']!s:>8}  {failure:<18} "
-              f"{took:>6}{'' if good else '  <- unexpected'}")
+        print(
+            f"{job.label:<24} {rec['status']:<10} {rec['attempts']!s:>8}  {failure:<18} "
+            f"{took:>6}{'' if good else '  <- unexpected'}"
+        )
     print(f"\nall jobs done in {elapsed:.1f}s")
     return ok
 
@@ -115,9 +154,15 @@ def main() -> int:
     shutil.rmtree(var / "broker", ignore_errors=True)  # no jobs left over from an earlier run
     var.mkdir(parents=True, exist_ok=True)
     emulator = GlifEmulator(latency=0.8).start()  # slow enough to watch progress
-    env = {**os.environ, "GLIF_API_TOKEN": "sandbox-token", "GLIF_BASE_URL": emulator.url,
-           "GLIF_RETRY_DELAY_SECONDS": "1", "CLOUD_STORAGE_PROVIDER": "local",
-           "ASSET_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1", "EMP_VAR_DIR": str(var.resolve())}
+    env = {
+        **os.environ,
+        "GLIF_API_TOKEN": "sandbox-token",
+        "GLIF_BASE_URL": emulator.url,
+        "GLIF_RETRY_DELAY_SECONDS": "1",
+        "CLOUD_STORAGE_PROVIDER": "local",
+        "ASSET_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
+        "EMP_VAR_DIR": str(var.resolve()),
+    }
     os.environ.update(env)
     import emp_tasks  # after EMP_VAR_DIR is set: the embedded broker lives there
 
@@ -129,7 +174,9 @@ def main() -> int:
         ids = {}
         for job in JOBS:
             if job.fault is not None:
-                emulator.queue_faults([job.fault], match={"workflow_id": job.payload["workflow_id"]})
+                emulator.queue_faults(
+                    [job.fault], match={"workflow_id": job.payload["workflow_id"]}
+                )
             ids[emp_tasks.submit("glif", job.payload).id] = job
         records = _watch(ids, timeout=90)
         ok = _table(ids, records, time.monotonic() - started)

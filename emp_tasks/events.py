@@ -1,11 +1,14 @@
 """Job events: the original's names, sent as Celery task events so Flower records them.
 
-| event | when | fields |
-|---|---|---|
-| `update_job_progress` | progress (at most one a second per job, plus the first and 100 %) | job_id, service, progress, message, current_step, total_steps, estimated_completion_ms, attempt |
-| `retry_job` | an attempt failed and will be retried | job_id, service, attempt, countdown, failure_type, failure_reason, retry_after, message |
-| `complete_job` | the job succeeded | job_id, service, attempts, processing_time_ms, status="completed" |
-| `fail_job` | the job failed for good | job_id, service, attempts, failure_type, failure_reason, retryable, message, status_code, reason |
+- `update_job_progress`: progress, at most one a second per job (the first and 100 % always):
+  job_id, service, progress, message, current_step, total_steps, estimated_completion_ms,
+  attempt.
+- `retry_job`: an attempt failed and will be retried: job_id, service, attempt, countdown,
+  failure_type, failure_reason, retry_after, message.
+- `complete_job`: the job succeeded: job_id, service, status="completed", attempts,
+  processing_time_ms.
+- `fail_job`: the job failed for good: job_id, service, status="failed", attempts,
+  failure_type, failure_reason, retryable, status_code, message, reason (why no retry).
 
 On the wire each is a Celery event of type `task-<name>` (the `task-` prefix is what makes Celery
 and Flower attach it to the task); `emp-tasks events` prints them without the prefix.

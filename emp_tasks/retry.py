@@ -39,7 +39,7 @@ class RetryDecision:
 
 def backoff(attempt: int, policy: RetryPolicy, rand: Callable[[], float] = random.random) -> float:
     """Exponential backoff for retry number `attempt` (0-based), capped, with upward jitter."""
-    raw = policy.base_delay * (2 ** max(0, attempt))
+    raw = policy.base_delay * float(2 ** max(0, attempt))
     capped = min(raw, policy.max_delay)
     # Jitter only adds (never 0, never below the base delay), then the cap still holds.
     return min(capped * (1.0 + policy.jitter * rand()), policy.max_delay)

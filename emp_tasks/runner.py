@@ -107,15 +107,15 @@ def _fail_or_retry(
     decision = retry_decision(error, attempt, policy_for(spec))
     if decision.countdown is not None:
         events.send(
-            "retry_job", ev.retry_fields(spec.name, events.job_id, error, attempt + 1,
-                                         decision.countdown)
+            "retry_job",
+            ev.retry_fields(spec.name, events.job_id, error, attempt + 1, decision.countdown),
         )
         # Celery's own retry: a new message with the same id, delivered after `countdown`.
         # max_retries=None because retry_decision is the one place that bounds attempts.
-        retry: BaseException = task.retry(exc=error, countdown=decision.countdown,
-                                          max_retries=None)
+        retry: BaseException = task.retry(exc=error, countdown=decision.countdown, max_retries=None)
         return retry
     error.annotate(attempts=attempt + 1, gave_up=decision.reason)
-    events.send("fail_job", ev.fail_fields(spec.name, events.job_id, error, attempt + 1,
-                                           decision.reason))
+    events.send(
+        "fail_job", ev.fail_fields(spec.name, events.job_id, error, attempt + 1, decision.reason)
+    )
     return error

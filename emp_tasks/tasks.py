@@ -26,17 +26,19 @@ class JobTask(Task):  # type: ignore[misc]
 
     spec: ServiceSpec
 
-    def apply_async(
-        self, args: Any = None, kwargs: Any = None, **options: Any
-    ) -> Any:
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         payload = (args or [None])[0] if args else (kwargs or {}).get("payload")
         connector_class(self.spec).validate_payload(payload)
         return super().apply_async(args, kwargs, **options)
 
 
 def _make_task(spec: ServiceSpec) -> JobTask:
-    def run(self: JobTask, payload: dict[str, Any], ctx: dict[str, Any] | None = None,
-            metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    def run(
+        self: JobTask,
+        payload: dict[str, Any],
+        ctx: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         return run_job(self, spec, payload, ctx, metadata)
 
     run.__name__ = run.__qualname__ = f"run_{spec.name}"
@@ -45,7 +47,6 @@ def _make_task(spec: ServiceSpec) -> JobTask:
         name=spec.task_name,
         bind=True,
         base=JobTask,
-        queue=spec.queue,
         max_retries=None,  # bounded by retry_decision, not by Celery's counter
         throws=(ConnectorError,),  # expected failures: recorded, logged without a traceback
         time_limit=2 * spec.timeout_seconds + 60,

@@ -57,10 +57,15 @@ def worker_argv(
     """`celery worker` arguments for one service, with the mapping's defaults."""
     return [
         "worker",
-        "-Q", spec.queue,
-        "-P", pool or spec.pool,
-        "-c", str(concurrency or spec.concurrency),
-        "-n", f"{spec.name}@%h",
+        "-Q",
+        spec.queue,
+        "-P",
+        pool or spec.pool,
+        "-c",
+        str(concurrency or spec.concurrency),
+        "-n",
+        f"{spec.name}@%h",
         "-E",
-        "-l", loglevel,
+        "-l",
+        loglevel,
     ]

@@ -192,7 +192,7 @@ class HTTPConnector(BaseConnector):
             )
         except requests.RequestException as exc:
             error = error_from_exception(exc, self.service_type)
-            error.context["request"] = request.summary()
+            error.annotate(request=request.summary())
             raise error from exc
         if response.status_code >= 400:
             raise self.error_for_response(response, request)

@@ -170,7 +170,7 @@ class GlifConnector(HTTPConnector):
         )
 
     def build_request(self, job: JobData) -> HttpRequest:
-        payload = GlifPayload.model_validate(job.payload)
+        payload = self._payload(job)
         body: dict[str, Any] = {"id": payload.workflow_id, "inputs": payload.inputs}
         if payload.visibility:
             body["visibility"] = payload.visibility
@@ -179,7 +179,7 @@ class GlifConnector(HTTPConnector):
 
     def parse_response(self, response: requests.Response, job: JobData) -> JobResult:
         body = self.json_body(response)
-        payload = GlifPayload.model_validate(job.payload)
+        payload = self._payload(job)
         if not isinstance(body, dict):
             raise self._bad_response(f"expected a JSON object, got {type(body).__name__}", body)
         if body.get("error"):
@@ -203,6 +203,11 @@ class GlifConnector(HTTPConnector):
                 processing_stats={"price": price},
             ),
         )
+
+    def _payload(self, job: JobData) -> GlifPayload:
+        payload = self.validate_payload(job.payload)
+        assert isinstance(payload, GlifPayload)  # payload_model is GlifPayload
+        return payload
 
     def _workflow_error(
         self, message: str, payload: GlifPayload, body: dict[str, Any]

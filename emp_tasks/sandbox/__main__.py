@@ -24,15 +24,24 @@ EMULATORS: dict[str, Callable[..., EmulatorServer]] = {"glif": GlifEmulator}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m emp_tasks.sandbox", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m emp_tasks.sandbox",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("emulator", choices=sorted(EMULATORS), help="which provider to emulate")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one")
-    parser.add_argument("--token", action="append", dest="tokens", metavar="TOKEN",
-                        help="accepted API token (repeatable; default sandbox-token)")
-    parser.add_argument("--latency", type=float, default=0.0,
-                        help="seconds of delay added to every provider call")
+    parser.add_argument(
+        "--token",
+        action="append",
+        dest="tokens",
+        metavar="TOKEN",
+        help="accepted API token (repeatable; default sandbox-token)",
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds of delay added to every provider call"
+    )
     return parser
 
 
@@ -47,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     emulator = EMULATORS[args.emulator](
-        host=args.host, port=args.port, tokens=args.tokens or ["sandbox-token"],
+        host=args.host,
+        port=args.port,
+        tokens=args.tokens or ["sandbox-token"],
         latency=args.latency,
     )
     with emulator:

@@ -68,23 +68,53 @@ class Workflow:
 CATALOG: dict[str, Workflow] = {
     wf.id: wf
     for wf in (
-        Workflow("sandbox-image", "IMAGE",
-                 (("prompt", "a friendly oval robot"), ("style", "watercolor")),
-                 "2.1000875", "ImageGenerationBlock"),
-        Workflow("sandbox-text", "TEXT", (("prompt", "tell me about robots"),),
-                 "0.0325000", "TextGenerationBlock"),
-        Workflow("sandbox-json", "JSON", (("topic", "robots"), ("count", "3")),
-                 "0.0410000", "JSONExtractorBlock"),
-        Workflow("sandbox-html", "HTML", (("title", "Hello from the sandbox"),),
-                 "0.0100000", "HtmlBlock"),
-        Workflow("sandbox-audio", "AUDIO",
-                 (("text", "hello from the sandbox"), ("voice", "alloy")),
-                 "0.5000000", "AudioGenerationBlock"),
-        Workflow("sandbox-video", "VIDEO", (("prompt", "a spinning cube"),),
-                 "12.0000000", "VideoGenerationBlock"),
-        Workflow("clgh1vxtu0011mo081dplq3xs", "IMAGE",
-                 (("node_6", "a friendly oval robot"),),
-                 "2.1000875", "ImageGenerationBlock", 512, 512),
+        Workflow(
+            "sandbox-image",
+            "IMAGE",
+            (("prompt", "a friendly oval robot"), ("style", "watercolor")),
+            "2.1000875",
+            "ImageGenerationBlock",
+        ),
+        Workflow(
+            "sandbox-text",
+            "TEXT",
+            (("prompt", "tell me about robots"),),
+            "0.0325000",
+            "TextGenerationBlock",
+        ),
+        Workflow(
+            "sandbox-json",
+            "JSON",
+            (("topic", "robots"), ("count", "3")),
+            "0.0410000",
+            "JSONExtractorBlock",
+        ),
+        Workflow(
+            "sandbox-html", "HTML", (("title", "Hello from the sandbox"),), "0.0100000", "HtmlBlock"
+        ),
+        Workflow(
+            "sandbox-audio",
+            "AUDIO",
+            (("text", "hello from the sandbox"), ("voice", "alloy")),
+            "0.5000000",
+            "AudioGenerationBlock",
+        ),
+        Workflow(
+            "sandbox-video",
+            "VIDEO",
+            (("prompt", "a spinning cube"),),
+            "12.0000000",
+            "VideoGenerationBlock",
+        ),
+        Workflow(
+            "clgh1vxtu0011mo081dplq3xs",
+            "IMAGE",
+            (("node_6", "a friendly oval robot"),),
+            "2.1000875",
+            "ImageGenerationBlock",
+            512,
+            512,
+        ),
     )
 }
 
@@ -106,7 +136,9 @@ _TEXT_ERRORS: dict[str, str] = {
 _SHAPE_TWEAKS = frozenset({"missing_output_full", "price_number", "lowercase_type"})
 GLIF_FAULT_KINDS = frozenset(
     {"slow", "reset", "server_error", "empty_error", "non_json"}
-    | _STATUS_ERRORS.keys() | _TEXT_ERRORS.keys() | _SHAPE_TWEAKS
+    | _STATUS_ERRORS.keys()
+    | _TEXT_ERRORS.keys()
+    | _SHAPE_TWEAKS
 )
 
 _MEDIA: dict[str, tuple[str, str]] = {
@@ -253,5 +285,11 @@ class GlifEmulator(EmulatorServer):
             full.update(width=wf.width, height=wf.height)
         nodes = [{"name": k, "type": "TextInputBlock", "output": v} for k, v in inputs.items()]
         nodes.append({"name": "output", "type": wf.block_type, "output": output})
-        return {"id": wf.id, "inputs": inputs, "output": output, "outputFull": full,
-                "price": wf.price, "nodes": nodes}
+        return {
+            "id": wf.id,
+            "inputs": inputs,
+            "output": output,
+            "outputFull": full,
+            "price": wf.price,
+            "nodes": nodes,
+        }

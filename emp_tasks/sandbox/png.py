@@ -64,12 +64,7 @@ def make_png(seed: str, width: int = 256, height: int = 256) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, _BIT_DEPTH, _COLOR_TYPE_RGB, 0, 0, 0)
     # Level 6 trades little size for speed; the files are small either way.
     pixels = zlib.compress(_scanlines(seed, width, height), 6)
-    return (
-        PNG_SIGNATURE
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", pixels)
-        + _chunk(b"IEND", b"")
-    )
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", pixels) + _chunk(b"IEND", b"")
 
 
 def read_png_size(data: bytes) -> tuple[int, int]:

@@ -157,7 +157,10 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         super().send_response(code, message)
 
     def send_bytes(
-        self, status: int, data: bytes, content_type: str | None,
+        self,
+        status: int,
+        data: bytes,
+        content_type: str | None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """Send a complete response with an exact Content-Length."""
@@ -169,7 +172,10 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         self.send_bytes(status, json.dumps(obj).encode("utf-8"), "application/json", headers)
 
     def send_text(
-        self, status: int, text: str, content_type: str = "text/plain; charset=utf-8",
+        self,
+        status: int,
+        text: str,
+        content_type: str = "text/plain; charset=utf-8",
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """Send ``text`` (UTF-8) with the given content type."""
@@ -188,7 +194,10 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             self.wfile.write(chunk)
 
     def _send_head(
-        self, status: int, length: int, content_type: str | None,
+        self,
+        status: int,
+        length: int,
+        content_type: str | None,
         headers: Mapping[str, str] | None,
     ) -> None:
         extra = dict(headers or {})
@@ -208,9 +217,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         self.status_sent = None
         self.commit_log()
         try:
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         finally:
             # makefile() holds a reference; close it first or close() only drops ours.
             self.rfile.close()
@@ -301,8 +308,10 @@ class EmulatorServer:
         self._httpd = _HTTPServer((self.host, self.port), self)
         self.port = self._httpd.server_port
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"sandbox-{self.name}-{self.port}", daemon=True,
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{self.name}-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -322,7 +331,9 @@ class EmulatorServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -416,8 +427,13 @@ class EmulatorServer:
         return True
 
     def send_fault(
-        self, h: EmulatorHandler, fault: Fault, status: int, default_body: Any,
-        content_type: str | None, retry_after: str | None = None,
+        self,
+        h: EmulatorHandler,
+        fault: Fault,
+        status: int,
+        default_body: Any,
+        content_type: str | None,
+        retry_after: str | None = None,
     ) -> None:
         """Send a fault response; the fault's body/headers/retry hints override defaults."""
         headers: dict[str, str] = {}
@@ -469,15 +485,25 @@ class EmulatorServer:
 
     def _log_call(self, h: EmulatorHandler, kind: str, started: float, wall: float) -> None:
         headers = {
-            name.lower(): value for name, value in h.headers.items()
+            name.lower(): value
+            for name, value in h.headers.items()
             if name.lower() not in SECRET_HEADERS
             and (name.lower() in RECORDED_HEADERS or name.lower().startswith("x-"))
         }
         query = {k: "<redacted>" if k in SECRET_QUERY else v for k, v in h.query.items()}
         record = CallRecord(
-            kind=kind, method=h.command, path=h.path_only, query=query, headers=headers,
-            auth_present=h.auth_present, auth_valid=h.auth_valid, body_json=h.body_json,
-            body_size=len(h.body), status=h.status_sent, monotonic=started, wall_time=wall,
+            kind=kind,
+            method=h.command,
+            path=h.path_only,
+            query=query,
+            headers=headers,
+            auth_present=h.auth_present,
+            auth_valid=h.auth_valid,
+            body_json=h.body_json,
+            body_size=len(h.body),
+            status=h.status_sent,
+            monotonic=started,
+            wall_time=wall,
             extra=dict(h.extra),
         )
         with self._lock:
@@ -518,7 +544,7 @@ class EmulatorServer:
         h.send_json(200, {"queued": queued, "pending": len(self.faults)})
 
     def _serve_file(self, h: EmulatorHandler) -> None:
-        name = h.path_only[len("/_files/"):]
+        name = h.path_only[len("/_files/") :]
         if h.command != "GET":
             h.send_json(405, {"error": "Method not allowed"}, {"Allow": "GET"})
         elif name == "blob":

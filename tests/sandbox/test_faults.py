@@ -12,12 +12,19 @@ from emp_tasks.sandbox.faults import Fault, FaultQueue, choose_fault, parse_faul
 
 def test_from_dict_keeps_every_field() -> None:
     data = {
-        "kind": "rate_limit", "status": 429, "retry_after": 2, "retry_after_ms": 2500,
-        "message": "slow down", "delay": 0.5, "body": {"error": "x"}, "headers": {"X-A": "1"},
+        "kind": "rate_limit",
+        "status": 429,
+        "retry_after": 2,
+        "retry_after_ms": 2500,
+        "message": "slow down",
+        "delay": 0.5,
+        "body": {"error": "x"},
+        "headers": {"X-A": "1"},
     }
     fault = Fault.from_dict(data)
-    assert fault == Fault("rate_limit", 429, 2.0, 2500, "slow down", 0.5, {"error": "x"},
-                          {"X-A": "1"})
+    assert fault == Fault(
+        "rate_limit", 429, 2.0, 2500, "slow down", 0.5, {"error": "x"}, {"X-A": "1"}
+    )
     assert fault.to_dict() == {**data, "retry_after": 2.0}
 
 
@@ -73,8 +80,10 @@ def test_retry_after_value_prefers_fault_then_default(
         ("rate_limit;retry_after=2;delay=0.5", Fault("rate_limit", retry_after=2.0, delay=0.5)),
         (" server_error ; status=502 ", Fault("server_error", status=502)),
         ("rate_limit;retry_after_ms=1500", Fault("rate_limit", retry_after_ms=1500)),
-        ("rate_limit;retry_after=Wed, 21 Oct 2015 07:28:00 GMT",
-         Fault("rate_limit", retry_after="Wed, 21 Oct 2015 07:28:00 GMT")),
+        (
+            "rate_limit;retry_after=Wed, 21 Oct 2015 07:28:00 GMT",
+            Fault("rate_limit", retry_after="Wed, 21 Oct 2015 07:28:00 GMT"),
+        ),
         ("workflow_error;message=boom%3B really", Fault("workflow_error", message="boom; really")),
         ("non_json;body=<p>hi</p>", Fault("non_json", body="<p>hi</p>")),
         ("slow;delay=0.25;", Fault("slow", delay=0.25)),

@@ -45,8 +45,9 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
-def run(http: requests.Session, glif: GlifEmulator, wf_id: str = "sandbox-text",
-        **kwargs: Any) -> requests.Response:
+def run(
+    http: requests.Session, glif: GlifEmulator, wf_id: str = "sandbox-text", **kwargs: Any
+) -> requests.Response:
     """POST /<id> with optional inputs/headers/params."""
     return http.post(f"{glif.url}/{wf_id}", timeout=5, **kwargs)
 
@@ -56,9 +57,9 @@ def decode_png(data: bytes) -> tuple[int, int, bytes]:
     assert data.startswith(PNG_SIGNATURE)
     pos, chunks = len(PNG_SIGNATURE), []
     while pos < len(data):
-        length, tag = struct.unpack(">I4s", data[pos:pos + 8])
-        payload = data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        length, tag = struct.unpack(">I4s", data[pos : pos + 8])
+        payload = data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
         assert zlib.crc32(tag + payload) & 0xFFFFFFFF == crc
         chunks.append((tag, payload))
         pos += 12 + length
@@ -72,8 +73,9 @@ def decode_png(data: bytes) -> tuple[int, int, bytes]:
 # -- routes, auth, body parsing --------------------------------------------------------
 
 
-def test_post_root_with_id_in_body_returns_documented_shape(glif: GlifEmulator,
-                                                            http: requests.Session) -> None:
+def test_post_root_with_id_in_body_returns_documented_shape(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
     body = {"id": "sandbox-text", "inputs": ["hi"], "visibility": "PUBLIC"}
     response = http.post(glif.url, json=body, timeout=5)
     assert response.status_code == 200
@@ -89,22 +91,19 @@ def test_post_root_with_id_in_body_returns_documented_shape(glif: GlifEmulator,
     assert data["nodes"][-1]["output"] == data["output"]
 
 
-def test_post_with_id_in_path_needs_only_inputs(glif: GlifEmulator,
-                                                http: requests.Session) -> None:
+def test_post_with_id_in_path_needs_only_inputs(glif: GlifEmulator, http: requests.Session) -> None:
     data = run(http, glif, json={"inputs": {"prompt": "path"}}).json()
     assert data["id"] == "sandbox-text"
     assert data["inputs"] == {"prompt": "path"}
 
 
-def test_body_without_content_type_is_parsed(glif: GlifEmulator,
-                                             http: requests.Session) -> None:
+def test_body_without_content_type_is_parsed(glif: GlifEmulator, http: requests.Session) -> None:
     response = http.post(glif.url, data=b'{"id": "sandbox-text", "inputs": ["raw"]}', timeout=5)
     assert "Content-Type" not in response.request.headers
     assert response.json()["inputs"] == {"prompt": "raw"}
 
 
-def test_empty_body_on_path_route_uses_defaults(glif: GlifEmulator,
-                                               http: requests.Session) -> None:
+def test_empty_body_on_path_route_uses_defaults(glif: GlifEmulator, http: requests.Session) -> None:
     assert run(http, glif, "sandbox-json").json()["inputs"] == {"topic": "robots", "count": "3"}
 
 
@@ -115,8 +114,12 @@ def test_legacy_singular_input_is_accepted(glif: GlifEmulator, http: requests.Se
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
-     {"Authorization": "Bearer "}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer "},
+    ],
     ids=["missing", "wrong-token", "wrong-scheme", "empty-token"],
 )
 def test_missing_or_invalid_token_is_401(glif: GlifEmulator, headers: dict[str, str]) -> None:
@@ -126,8 +129,9 @@ def test_missing_or_invalid_token_is_401(glif: GlifEmulator, headers: dict[str, 
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe\x00"])
-def test_malformed_or_non_object_body_is_400(glif: GlifEmulator, http: requests.Session,
-                                             body: bytes) -> None:
+def test_malformed_or_non_object_body_is_400(
+    glif: GlifEmulator, http: requests.Session, body: bytes
+) -> None:
     response = http.post(glif.url, data=body, timeout=5)
     assert response.status_code == 400
     assert response.json() == {"error": "Invalid JSON body"}
@@ -137,8 +141,9 @@ def test_malformed_or_non_object_body_is_400(glif: GlifEmulator, http: requests.
     ("method", "path", "status"),
     [("GET", "/sandbox-text", 405), ("PUT", "/", 405), ("POST", "/a/b", 404)],
 )
-def test_non_simple_api_routes_are_rejected(glif: GlifEmulator, http: requests.Session,
-                                            method: str, path: str, status: int) -> None:
+def test_non_simple_api_routes_are_rejected(
+    glif: GlifEmulator, http: requests.Session, method: str, path: str, status: int
+) -> None:
     assert http.request(method, glif.url + path, timeout=5).status_code == status
 
 
@@ -163,8 +168,9 @@ def test_inputs_resolve_by_position_or_block_name_with_defaults(
 
 
 @pytest.mark.parametrize("inputs", [["ok", 3], {"prompt": True}, [None], "bare string"])
-def test_non_string_inputs_are_200_with_error(glif: GlifEmulator, http: requests.Session,
-                                              inputs: Any) -> None:
+def test_non_string_inputs_are_200_with_error(
+    glif: GlifEmulator, http: requests.Session, inputs: Any
+) -> None:
     response = run(http, glif, json={"inputs": inputs})
     assert response.status_code == 200
     assert response.json()["error"].startswith("Invalid input:")
@@ -176,10 +182,8 @@ def test_strict_mode_rejects_missing_inputs(glif: GlifEmulator, http: requests.S
     assert response.json() == {"error": "Not enough inputs provided (strict mode)"}
 
 
-def test_strict_mode_accepts_complete_inputs(glif: GlifEmulator,
-                                             http: requests.Session) -> None:
-    response = run(http, glif, "sandbox-image", json={"inputs": ["a", "b"]},
-                   params={"strict": "1"})
+def test_strict_mode_accepts_complete_inputs(glif: GlifEmulator, http: requests.Session) -> None:
+    response = run(http, glif, "sandbox-image", json={"inputs": ["a", "b"]}, params={"strict": "1"})
     assert response.json()["inputs"] == {"prompt": "a", "style": "b"}
 
 
@@ -191,8 +195,9 @@ def test_strict_mode_accepts_complete_inputs(glif: GlifEmulator,
         ({"id": "sandbox-text", "visibility": "SECRET"}, "Invalid visibility"),
     ],
 )
-def test_bad_workflow_requests_are_200_with_error(glif: GlifEmulator, http: requests.Session,
-                                                  body: dict[str, Any], error: str) -> None:
+def test_bad_workflow_requests_are_200_with_error(
+    glif: GlifEmulator, http: requests.Session, body: dict[str, Any], error: str
+) -> None:
     response = http.post(glif.url, json=body, timeout=5)
     assert response.status_code == 200
     assert response.json()["error"].startswith(error)
@@ -220,15 +225,20 @@ def test_image_output_is_a_real_png_served_by_the_emulator(
     assert len(raw) == height * (1 + 3 * width)
 
 
-def test_image_alias_uses_the_documented_block_name(glif: GlifEmulator,
-                                                    http: requests.Session) -> None:
-    data = http.post(glif.url, json={"id": "clgh1vxtu0011mo081dplq3xs",
-                                     "inputs": ["a friendly oval robot"]}, timeout=5).json()
+def test_image_alias_uses_the_documented_block_name(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
+    data = http.post(
+        glif.url,
+        json={"id": "clgh1vxtu0011mo081dplq3xs", "inputs": ["a friendly oval robot"]},
+        timeout=5,
+    ).json()
     assert data["inputs"] == {"node_6": "a friendly oval robot"}
 
 
-def test_outputs_are_deterministic_in_the_inputs(glif: GlifEmulator,
-                                                 http: requests.Session) -> None:
+def test_outputs_are_deterministic_in_the_inputs(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
     first = run(http, glif, "sandbox-image", json={"inputs": ["same"]}).json()["output"]
     again = run(http, glif, "sandbox-image", json={"inputs": ["same"]}).json()["output"]
     other = run(http, glif, "sandbox-image", json={"inputs": ["different"]}).json()["output"]
@@ -238,8 +248,10 @@ def test_outputs_are_deterministic_in_the_inputs(glif: GlifEmulator,
 
 @pytest.mark.parametrize(
     ("wf_id", "content_type", "magic"),
-    [("sandbox-audio", "audio/mpeg", b"ID3"),
-     ("sandbox-video", "video/mp4", b"\x00\x00\x00\x18ftypmp42")],
+    [
+        ("sandbox-audio", "audio/mpeg", b"ID3"),
+        ("sandbox-video", "video/mp4", b"\x00\x00\x00\x18ftypmp42"),
+    ],
 )
 def test_media_outputs_are_served_with_type_and_magic(
     glif: GlifEmulator, http: requests.Session, wf_id: str, content_type: str, magic: bytes
@@ -285,40 +297,99 @@ HTML_CT = "text/html; charset=utf-8"
 FAULT_TABLE: list[tuple[dict[str, Any], int, str | None, Any, dict[str, str]]] = [
     # (fault, status, content type, body (dict = JSON, str = text), expected headers)
     ({"kind": "rate_limit"}, 429, JSON_CT, {"error": "Too many requests"}, {"Retry-After": "1"}),
-    ({"kind": "rate_limit", "retry_after": 2.5, "retry_after_ms": 2500}, 429, JSON_CT,
-     {"error": "Too many requests"}, {"Retry-After": "2.5", "retry-after-ms": "2500"}),
-    ({"kind": "rate_limit", "retry_after": HTTP_DATE}, 429, JSON_CT,
-     {"error": "Too many requests"}, {"Retry-After": HTTP_DATE}),
-    ({"kind": "server_error"}, 500, HTML_CT,
-     "<html><body><h1>500 Internal Server Error</h1></body></html>", {}),
-    ({"kind": "server_error", "status": 502}, 502, HTML_CT,
-     "<html><body><h1>502 Bad Gateway</h1></body></html>", {}),
+    (
+        {"kind": "rate_limit", "retry_after": 2.5, "retry_after_ms": 2500},
+        429,
+        JSON_CT,
+        {"error": "Too many requests"},
+        {"Retry-After": "2.5", "retry-after-ms": "2500"},
+    ),
+    (
+        {"kind": "rate_limit", "retry_after": HTTP_DATE},
+        429,
+        JSON_CT,
+        {"error": "Too many requests"},
+        {"Retry-After": HTTP_DATE},
+    ),
+    (
+        {"kind": "server_error"},
+        500,
+        HTML_CT,
+        "<html><body><h1>500 Internal Server Error</h1></body></html>",
+        {},
+    ),
+    (
+        {"kind": "server_error", "status": 502},
+        502,
+        HTML_CT,
+        "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        {},
+    ),
     ({"kind": "empty_error"}, 503, None, "", {}),
-    ({"kind": "empty_error", "status": 504, "retry_after": 3}, 504, None, "",
-     {"Retry-After": "3"}),
-    ({"kind": "unauthorized"}, 401, JSON_CT,
-     {"error": "Unauthorized: invalid or missing API token"}, {}),
-    ({"kind": "forbidden"}, 403, JSON_CT,
-     {"error": "Forbidden: this token may not run this glif"}, {}),
+    ({"kind": "empty_error", "status": 504, "retry_after": 3}, 504, None, "", {"Retry-After": "3"}),
+    (
+        {"kind": "unauthorized"},
+        401,
+        JSON_CT,
+        {"error": "Unauthorized: invalid or missing API token"},
+        {},
+    ),
+    (
+        {"kind": "forbidden"},
+        403,
+        JSON_CT,
+        {"error": "Forbidden: this token may not run this glif"},
+        {},
+    ),
     ({"kind": "non_json"}, 200, HTML_CT, "<html>Service temporarily unavailable</html>", {}),
     ({"kind": "workflow_error"}, 200, JSON_CT, {"error": "Workflow execution failed"}, {}),
-    ({"kind": "workflow_error", "message": "Node 3 exploded"}, 200, JSON_CT,
-     {"error": "Node 3 exploded"}, {}),
-    ({"kind": "invalid_workflow"}, 200, JSON_CT,
-     {"error": "Invalid workflow ID: sandbox-text"}, {}),
-    ({"kind": "insufficient_credits"}, 200, JSON_CT,
-     {"error": "Insufficient credits: this run needs 2.1 credits, you have 0.3"}, {}),
-    ({"kind": "rate_limit_text"}, 200, JSON_CT,
-     {"error": "Rate limit exceeded, try again later"}, {}),
+    (
+        {"kind": "workflow_error", "message": "Node 3 exploded"},
+        200,
+        JSON_CT,
+        {"error": "Node 3 exploded"},
+        {},
+    ),
+    (
+        {"kind": "invalid_workflow"},
+        200,
+        JSON_CT,
+        {"error": "Invalid workflow ID: sandbox-text"},
+        {},
+    ),
+    (
+        {"kind": "insufficient_credits"},
+        200,
+        JSON_CT,
+        {"error": "Insufficient credits: this run needs 2.1 credits, you have 0.3"},
+        {},
+    ),
+    (
+        {"kind": "rate_limit_text"},
+        200,
+        JSON_CT,
+        {"error": "Rate limit exceeded, try again later"},
+        {},
+    ),
     ({"kind": "auth_text"}, 200, JSON_CT, {"error": "Authentication failed: invalid token"}, {}),
     ({"kind": "timeout_text"}, 200, JSON_CT, {"error": "Workflow run timed out after 300s"}, {}),
-    ({"kind": "rate_limit", "body": {"error": {"code": "custom"}}, "headers": {"X-Why": "test"}},
-     429, JSON_CT, {"error": {"code": "custom"}}, {"X-Why": "test", "Retry-After": "1"}),
+    (
+        {"kind": "rate_limit", "body": {"error": {"code": "custom"}}, "headers": {"X-Why": "test"}},
+        429,
+        JSON_CT,
+        {"error": {"code": "custom"}},
+        {"X-Why": "test", "Retry-After": "1"},
+    ),
 ]
 
 
-def _check_fault_response(response: requests.Response, status: int, content_type: str | None,
-                          body: Any, headers: dict[str, str]) -> None:
+def _check_fault_response(
+    response: requests.Response,
+    status: int,
+    content_type: str | None,
+    body: Any,
+    headers: dict[str, str],
+) -> None:
     assert response.status_code == status
     assert response.headers.get("Content-Type") == content_type
     assert int(response.headers["Content-Length"]) == len(response.content)
@@ -327,14 +398,25 @@ def _check_fault_response(response: requests.Response, status: int, content_type
         assert response.headers[name] == value
 
 
-@pytest.mark.parametrize(("fault", "status", "content_type", "body", "headers"), FAULT_TABLE,
-                         ids=[f"{row[0]['kind']}-{i}" for i, row in enumerate(FAULT_TABLE)])
+@pytest.mark.parametrize(
+    ("fault", "status", "content_type", "body", "headers"),
+    FAULT_TABLE,
+    ids=[f"{row[0]['kind']}-{i}" for i, row in enumerate(FAULT_TABLE)],
+)
 def test_queued_fault_produces_its_response(
-    glif: GlifEmulator, http: requests.Session, fault: dict[str, Any], status: int,
-    content_type: str | None, body: Any, headers: dict[str, str],
+    glif: GlifEmulator,
+    http: requests.Session,
+    fault: dict[str, Any],
+    status: int,
+    content_type: str | None,
+    body: Any,
+    headers: dict[str, str],
 ) -> None:
-    queued = http.post(f"{glif.url}/_sandbox/faults", timeout=5,
-                       json={"faults": [fault], "match": {"workflow_id": "sandbox-text"}})
+    queued = http.post(
+        f"{glif.url}/_sandbox/faults",
+        timeout=5,
+        json={"faults": [fault], "match": {"workflow_id": "sandbox-text"}},
+    )
     assert queued.json() == {"queued": 1, "pending": 1}
     _check_fault_response(run(http, glif), status, content_type, body, headers)
     assert run(http, glif).status_code == 200  # one-shot: the next call is normal
@@ -343,16 +425,31 @@ def test_queued_fault_produces_its_response(
 @pytest.mark.parametrize(
     ("header", "status", "content_type", "body", "headers"),
     [
-        ("rate_limit;retry_after=7", 429, JSON_CT, {"error": "Too many requests"},
-         {"Retry-After": "7"}),
-        ("server_error;status=503", 503, HTML_CT,
-         "<html><body><h1>503 Service Unavailable</h1></body></html>", {}),
+        (
+            "rate_limit;retry_after=7",
+            429,
+            JSON_CT,
+            {"error": "Too many requests"},
+            {"Retry-After": "7"},
+        ),
+        (
+            "server_error;status=503",
+            503,
+            HTML_CT,
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+            {},
+        ),
         ("timeout_text", 200, JSON_CT, {"error": "Workflow run timed out after 300s"}, {}),
     ],
 )
 def test_header_fault_produces_its_response(
-    glif: GlifEmulator, http: requests.Session, header: str, status: int,
-    content_type: str | None, body: Any, headers: dict[str, str],
+    glif: GlifEmulator,
+    http: requests.Session,
+    header: str,
+    status: int,
+    content_type: str | None,
+    body: Any,
+    headers: dict[str, str],
 ) -> None:
     response = run(http, glif, headers={"X-Sandbox-Fault": header})
     _check_fault_response(response, status, content_type, body, headers)
@@ -386,8 +483,9 @@ def test_reset_fault_aborts_the_connection_and_server_survives(
     assert first.extra["fault"] == "reset"
 
 
-def test_slow_fault_delays_then_answers_normally(glif: GlifEmulator,
-                                                 http: requests.Session) -> None:
+def test_slow_fault_delays_then_answers_normally(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
     started = time.monotonic()
     response = run(http, glif, headers={"X-Sandbox-Fault": "slow;delay=0.3"})
     assert time.monotonic() - started >= 0.3
@@ -395,8 +493,7 @@ def test_slow_fault_delays_then_answers_normally(glif: GlifEmulator,
     assert "output" in response.json()
 
 
-def test_delay_param_also_delays_error_faults(glif: GlifEmulator,
-                                              http: requests.Session) -> None:
+def test_delay_param_also_delays_error_faults(glif: GlifEmulator, http: requests.Session) -> None:
     started = time.monotonic()
     assert run(http, glif, headers={"X-Sandbox-Fault": "rate_limit;delay=0.2"}).status_code == 429
     assert time.monotonic() - started >= 0.2
@@ -409,31 +506,36 @@ def test_global_latency_slows_every_provider_call() -> None:
         assert time.monotonic() - started >= 0.2
 
 
-def test_queue_matches_workflow_and_keeps_fifo_order(glif: GlifEmulator,
-                                                     http: requests.Session) -> None:
-    glif.queue_faults([{"kind": "rate_limit"}, {"kind": "server_error"}],
-                      match={"workflow_id": "sandbox-text"})
+def test_queue_matches_workflow_and_keeps_fifo_order(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
+    glif.queue_faults(
+        [{"kind": "rate_limit"}, {"kind": "server_error"}], match={"workflow_id": "sandbox-text"}
+    )
     assert run(http, glif, "sandbox-json").status_code == 200
     statuses = [run(http, glif).status_code for _ in range(3)]
     assert statuses == [429, 500, 200]
 
 
-def test_unmatched_fault_applies_to_any_workflow(glif: GlifEmulator,
-                                                 http: requests.Session) -> None:
+def test_unmatched_fault_applies_to_any_workflow(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
     glif.queue_faults([{"kind": "forbidden"}])
     assert run(http, glif, "sandbox-json").status_code == 403
 
 
-def test_header_fault_wins_and_keeps_the_queued_one(glif: GlifEmulator,
-                                                    http: requests.Session) -> None:
+def test_header_fault_wins_and_keeps_the_queued_one(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
     glif.queue_faults([{"kind": "rate_limit"}])
     assert run(http, glif, headers={"X-Sandbox-Fault": "forbidden"}).status_code == 403
     assert run(http, glif).status_code == 429
 
 
 @pytest.mark.parametrize("header", ["no_such_kind", "rate_limit;retry_after=-1", "x;bad"])
-def test_invalid_fault_header_is_400(glif: GlifEmulator, http: requests.Session,
-                                     header: str) -> None:
+def test_invalid_fault_header_is_400(
+    glif: GlifEmulator, http: requests.Session, header: str
+) -> None:
     response = run(http, glif, headers={"X-Sandbox-Fault": header})
     assert response.status_code == 400
     assert response.json()["error"].startswith("Invalid X-Sandbox-Fault header")
@@ -441,8 +543,14 @@ def test_invalid_fault_header_is_400(glif: GlifEmulator, http: requests.Session,
 
 @pytest.mark.parametrize(
     "body",
-    [{"faults": [{"kind": "no_such_kind"}]}, {"faults": "rate_limit"}, {"faults": [1]},
-     {"faults": [], "match": ["x"]}, [1], {"faults": [{"kind": "slow", "delay": "1"}]}],
+    [
+        {"faults": [{"kind": "no_such_kind"}]},
+        {"faults": "rate_limit"},
+        {"faults": [1]},
+        {"faults": [], "match": ["x"]},
+        [1],
+        {"faults": [{"kind": "slow", "delay": "1"}]},
+    ],
 )
 def test_control_plane_rejects_bad_fault_requests(glif: GlifEmulator, body: Any) -> None:
     response = requests.post(f"{glif.url}/_sandbox/faults", json=body, timeout=5)
@@ -460,8 +568,9 @@ def test_every_fault_kind_is_known_to_the_emulator() -> None:
 # -- control plane, call log, files, transport ------------------------------------------
 
 
-def test_control_plane_lists_faults_and_reset_clears_state(glif: GlifEmulator,
-                                                           http: requests.Session) -> None:
+def test_control_plane_lists_faults_and_reset_clears_state(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
     glif.queue_faults([{"kind": "slow", "delay": 1}], match={"workflow_id": "x"})
     run(http, glif)
     pending = requests.get(f"{glif.url}/_sandbox/faults", timeout=5).json()
@@ -472,10 +581,17 @@ def test_control_plane_lists_faults_and_reset_clears_state(glif: GlifEmulator,
     assert requests.get(f"{glif.url}/_sandbox/nope", timeout=5).status_code == 404
 
 
-def test_call_log_records_requests_but_not_control_calls(glif: GlifEmulator,
-                                                         http: requests.Session) -> None:
-    run(http, glif, "sandbox-image", json={"inputs": ["x"]}, params={"strict": "1"},
-        headers={"X-Trace": "t1"})
+def test_call_log_records_requests_but_not_control_calls(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
+    run(
+        http,
+        glif,
+        "sandbox-image",
+        json={"inputs": ["x"]},
+        params={"strict": "1"},
+        headers={"X-Trace": "t1"},
+    )
     requests.post(f"{glif.url}/sandbox-text", headers={"Authorization": "Bearer bad"}, timeout=5)
     calls = requests.get(f"{glif.url}/_sandbox/calls", timeout=5).json()
     assert [c["path"] for c in calls] == ["/sandbox-image", "/sandbox-text"]
@@ -486,8 +602,10 @@ def test_call_log_records_requests_but_not_control_calls(glif: GlifEmulator,
     assert first["status"] == 200
     assert first["headers"]["x-trace"] == "t1"
     assert first["kind"] == "provider"
-    assert first["extra"] == {"workflow_id": "sandbox-image",
-                              "error": "Not enough inputs provided (strict mode)"}
+    assert first["extra"] == {
+        "workflow_id": "sandbox-image",
+        "error": "Not enough inputs provided (strict mode)",
+    }
     assert (first["auth_present"], first["auth_valid"]) == (True, True)
     assert (second["auth_present"], second["auth_valid"], second["status"]) == (True, False, 401)
     assert second["monotonic"] >= first["monotonic"]
@@ -497,16 +615,21 @@ def test_call_log_records_requests_but_not_control_calls(glif: GlifEmulator,
 def test_call_log_never_contains_token_values(glif: GlifEmulator) -> None:
     secrets = ["sandbox-token", "super-secret-wrong-token"]
     for secret in secrets:
-        requests.post(f"{glif.url}/sandbox-text", timeout=5, params={"key": secret},
-                      headers={"Authorization": f"Bearer {secret}", "X-Api-Key": secret})
+        requests.post(
+            f"{glif.url}/sandbox-text",
+            timeout=5,
+            params={"key": secret},
+            headers={"Authorization": f"Bearer {secret}", "X-Api-Key": secret},
+        )
     dumped = requests.get(f"{glif.url}/_sandbox/calls", timeout=5).text
     dumped += json.dumps([c.to_dict() for c in glif.calls()])
     assert not any(secret in dumped for secret in secrets)
     assert [c.auth_valid for c in glif.calls()] == [True, False]
 
 
-def test_calls_filter_by_path_prefix_and_log_file_downloads(glif: GlifEmulator,
-                                                            http: requests.Session) -> None:
+def test_calls_filter_by_path_prefix_and_log_file_downloads(
+    glif: GlifEmulator, http: requests.Session
+) -> None:
     url = run(http, glif, "sandbox-image").json()["output"]
     requests.get(url, timeout=5)
     assert [c.kind for c in glif.calls("/_files/")] == ["file"]
@@ -571,16 +694,26 @@ def test_stop_releases_the_port() -> None:
 
 def test_cli_prints_url_serves_and_exits_cleanly_on_sigterm() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    command = [sys.executable, "-m", "emp_tasks.sandbox", "glif", "--port", "0",
-               "--token", "cli-token"]
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "emp_tasks.sandbox",
+        "glif",
+        "--port",
+        "0",
+        "--token",
+        "cli-token",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        response = requests.post(f"{url}/sandbox-text", timeout=5,
-                                 headers={"Authorization": "Bearer cli-token"})
+        response = requests.post(
+            f"{url}/sandbox-text", timeout=5, headers={"Authorization": "Bearer cli-token"}
+        )
         assert response.json()["id"] == "sandbox-text"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
