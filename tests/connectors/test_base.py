@@ -1,0 +1,406 @@
+"""BaseConnector: final process_job, failures always raise, status hooks, timing, health."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import BaseModel, Field
+
+from connectors.base import BaseConnector, ConnectorStatus
+from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.health import HealthCheckCapabilities, HealthCheckClass
+from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
+
+JOB = JobData(id="job-1", type="echo", payload={"prompt": "hi"})
+
+
+class EchoConnector(BaseConnector):
+    """A connector whose process_job_impl runs a function given by the test."""
+
+    service_type: ClassVar[str] = "echo"
+
+    def __init__(
+        self,
+        impl: Callable[[JobData, ProgressCallback], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.impl = impl or (lambda job, progress: JobResult(data={"echo": job.payload}))
+
+    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
+        result: JobResult = self.impl(job, progress)
+        return result
+
+
+def ticking_clock(*readings: float) -> Callable[[], float]:
+    values: Iterator[float] = iter(readings)
+    return lambda: next(values)
+
+
+def raise_(exc: BaseException) -> Callable[[JobData, ProgressCallback], JobResult]:
+    def impl(_job: JobData, _progress: ProgressCallback) -> JobResult:
+        raise exc
+
+    return impl
+
+
+# --- final guard --------------------------------------------------------------------------------
+
+
+def test_subclass_defining_process_job_fails_at_class_creation() -> None:
+    with pytest.raises(TypeError, match=r"process_job\(\).*final.*process_job_impl"):
+
+        class Sneaky(EchoConnector):
+            def process_job(  # type: ignore[misc]
+                self, job: JobData, progress: ProgressCallback | None = None
+            ) -> JobResult:
+                return JobResult(success=False, error="hidden")
+
+
+def test_subclass_defining_check_health_fails_at_class_creation() -> None:
+    with pytest.raises(TypeError, match=r"check_health\(\).*final.*health_probe"):
+
+        class Sneaky(EchoConnector):
+            def check_health(self) -> bool:  # type: ignore[misc]
+                return True
+
+
+def test_guard_names_the_offending_class() -> None:
+    with pytest.raises(TypeError, match="Offender"):
+
+        class Offender(BaseConnector):
+            def process_job(  # type: ignore[misc]
+                self, job: JobData, progress: ProgressCallback | None = None
+            ) -> JobResult:
+                return JobResult()
+
+
+def test_mixin_cannot_shadow_the_final_process_job() -> None:
+    class ReturnsFailure:
+        def process_job(self, job: JobData, progress: ProgressCallback | None = None) -> JobResult:
+            return JobResult(success=False, error="hidden failure")
+
+    with pytest.raises(TypeError):
+
+        class Mixed(ReturnsFailure, EchoConnector):  # type: ignore[misc]
+            pass
+
+
+def test_abstract_process_job_impl_is_required() -> None:
+    class Incomplete(BaseConnector):
+        pass
+
+    with pytest.raises(TypeError):
+        Incomplete()  # type: ignore[abstract]
+
+
+# --- outcomes -----------------------------------------------------------------------------------
+
+
+def test_successful_result_is_returned() -> None:
+    result = EchoConnector().process_job(JOB)
+    assert result.success is True
+    assert result.data == {"echo": {"prompt": "hi"}}
+
+
+def test_progress_reaches_the_callback() -> None:
+    seen: list[JobProgress] = []
+
+    def impl(job: JobData, progress: ProgressCallback) -> JobResult:
+        progress(JobProgress(job_id=job.id, progress=50, message="half"))
+        return JobResult()
+
+    EchoConnector(impl).process_job(JOB, seen.append)
+    assert [(p.job_id, p.progress) for p in seen] == [("job-1", 50)]
+
+
+def test_no_progress_callback_is_fine() -> None:
+    def impl(job: JobData, progress: ProgressCallback) -> JobResult:
+        progress(JobProgress(job_id=job.id, progress=10))
+        return JobResult()
+
+    assert EchoConnector(impl).process_job(JOB).success is True
+
+
+def test_success_false_result_becomes_a_classified_connector_error() -> None:
+    connector = EchoConnector(lambda job, p: JobResult(success=False, error="Rate limit exceeded"))
+    with pytest.raises(ConnectorError, match="must raise, not return success=False") as info:
+        connector.process_job(JOB)
+    error = info.value
+    assert "Rate limit exceeded" in str(error)
+    assert (error.failure_type, error.failure_reason) == (
+        FailureType.RATE_LIMIT,
+        FailureReason.REQUESTS_PER_MINUTE,
+    )
+    assert error.retryable is True
+    assert error.service == "echo"
+    assert error.context["returned_error"] == "Rate limit exceeded"
+
+
+def test_success_false_without_a_message_still_raises() -> None:
+    connector = EchoConnector(lambda job, p: JobResult(success=False))
+    with pytest.raises(ConnectorError, match="must raise") as info:
+        connector.process_job(JOB)
+    assert info.value.failure_type is FailureType.SYSTEM_ERROR
+
+
+@pytest.mark.parametrize("returned", [None, {"success": True}, "done"])
+def test_non_job_result_return_is_a_permanent_internal_error(returned: object) -> None:
+    with pytest.raises(ConnectorError, match="not a JobResult") as info:
+        EchoConnector(lambda job, p: returned).process_job(JOB)
+    error = info.value
+    assert (error.failure_type, error.failure_reason) == (
+        FailureType.SYSTEM_ERROR,
+        FailureReason.INTERNAL_ERROR,
+    )
+    assert error.retryable is False
+    assert error.service == "echo"
+
+
+def test_arbitrary_exception_becomes_a_connector_error_with_its_cause() -> None:
+    cause = RuntimeError("CUDA out of memory")
+    with pytest.raises(ConnectorError) as info:
+        EchoConnector(raise_(cause)).process_job(JOB)
+    error = info.value
+    assert error.__cause__ is cause
+    assert error.service == "echo"
+    assert "RuntimeError: CUDA out of memory" in str(error)
+    assert error.failure_type is FailureType.RESOURCE_LIMIT
+
+
+def test_unclassifiable_exception_is_a_retryable_unknown_error() -> None:
+    with pytest.raises(ConnectorError) as info:
+        EchoConnector(raise_(KeyError("images"))).process_job(JOB)
+    assert (info.value.failure_type, info.value.failure_reason) == (
+        FailureType.SYSTEM_ERROR,
+        FailureReason.UNKNOWN_ERROR,
+    )
+    assert info.value.retryable is True
+
+
+def test_connector_error_passes_through_unchanged_with_service_attached() -> None:
+    raised = ConnectorError(
+        "quota gone", failure_reason=FailureReason.INSUFFICIENT_CREDITS, context={"k": "v"}
+    )
+    with pytest.raises(ConnectorError) as info:
+        EchoConnector(raise_(raised)).process_job(JOB)
+    assert info.value is raised
+    assert raised.service == "echo"
+    assert raised.args[1]["service"] == "echo"  # kept for the result backend
+    assert raised.failure_reason is FailureReason.INSUFFICIENT_CREDITS
+    assert raised.context == {"k": "v"}
+
+
+def test_connector_error_keeps_a_service_it_already_names() -> None:
+    raised = ConnectorError("x", service="upstream")
+    with pytest.raises(ConnectorError):
+        EchoConnector(raise_(raised)).process_job(JOB)
+    assert raised.service == "upstream"
+
+
+# --- status hook --------------------------------------------------------------------------------
+
+
+def test_status_goes_active_then_idle_on_success() -> None:
+    seen: list[ConnectorStatus] = []
+    connector = EchoConnector(on_status=seen.append)
+    connector.process_job(JOB)
+    assert seen == ["active", "idle"]
+    assert connector.status == "idle"
+
+
+@pytest.mark.parametrize(
+    "impl",
+    [
+        raise_(ValueError("boom")),
+        raise_(ConnectorError("x")),
+        lambda job, p: JobResult(success=False, error="nope"),
+        lambda job, p: None,
+    ],
+    ids=["exception", "connector_error", "success_false", "not_a_result"],
+)
+def test_status_goes_active_then_error_on_failure(impl: Any) -> None:
+    seen: list[ConnectorStatus] = []
+    connector = EchoConnector(impl, on_status=seen.append)
+    with pytest.raises(ConnectorError):
+        connector.process_job(JOB)
+    assert seen == ["active", "error"]
+    assert connector.status == "error"
+
+
+def _broken_hook(status: ConnectorStatus) -> None:
+    raise RuntimeError(f"status sink down ({status})")
+
+
+def test_raising_status_hook_does_not_fail_a_successful_job() -> None:
+    result = EchoConnector(on_status=_broken_hook).process_job(JOB)
+    assert result.success is True
+
+
+def test_raising_status_hook_does_not_replace_the_jobs_error() -> None:
+    raised = ConnectorError("auth", failure_reason=FailureReason.INVALID_API_KEY)
+    with pytest.raises(ConnectorError) as info:
+        EchoConnector(raise_(raised), on_status=_broken_hook).process_job(JOB)
+    assert info.value is raised
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+
+def test_processing_time_is_measured_with_the_injected_clock() -> None:
+    result = EchoConnector(clock=ticking_clock(100.0, 101.25)).process_job(JOB)
+    assert result.processing_time_ms == 1250
+
+
+def test_processing_time_overrides_whatever_the_impl_reported() -> None:
+    connector = EchoConnector(
+        lambda job, p: JobResult(processing_time_ms=999_999), clock=ticking_clock(5.0, 5.25)
+    )
+    assert connector.process_job(JOB).processing_time_ms == 250
+
+
+def test_processing_time_with_the_real_clock_is_non_negative() -> None:
+    assert EchoConnector().process_job(JOB).processing_time_ms >= 0
+
+
+# --- health -------------------------------------------------------------------------------------
+
+
+class ProbeConnector(EchoConnector):
+    def __init__(self, probe: Callable[[], Any]) -> None:
+        super().__init__()
+        self.probe = probe
+
+    def health_probe(self) -> bool:
+        return bool(self.probe())
+
+
+def _probe_raises() -> bool:
+    raise ConnectionError("down")
+
+
+@pytest.mark.parametrize(
+    ("probe", "healthy"),
+    [
+        (lambda: True, True),
+        (lambda: False, False),
+        (lambda: 0, False),
+        (_probe_raises, False),
+        (lambda: 1 / 0, False),
+    ],
+    ids=["true", "false", "falsy", "connection_error", "zero_division"],
+)
+def test_check_health_returns_a_bool_and_never_raises(
+    probe: Callable[[], Any], healthy: bool
+) -> None:
+    assert ProbeConnector(probe).check_health() is healthy
+
+
+def test_default_health_probe_is_healthy() -> None:
+    assert EchoConnector().check_health() is True
+
+
+# --- payload validation -------------------------------------------------------------------------
+
+
+class PromptPayload(BaseModel):
+    prompt: str = Field(min_length=1)
+    steps: int = 20
+
+
+class ValidatingConnector(EchoConnector):
+    service_type: ClassVar[str] = "validating"
+    payload_model: ClassVar[type[BaseModel] | None] = PromptPayload
+
+
+def test_validate_payload_returns_the_model() -> None:
+    model = ValidatingConnector.validate_payload({"prompt": "a cat", "steps": 4})
+    assert isinstance(model, PromptPayload)
+    assert model.steps == 4
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "reason"),
+    [
+        ({}, "prompt", FailureReason.MISSING_REQUIRED_FIELD),
+        ({"prompt": ""}, "prompt", FailureReason.INVALID_PAYLOAD),
+        ({"prompt": "x", "steps": "many"}, "steps", FailureReason.INVALID_PAYLOAD),
+    ],
+)
+def test_validate_payload_names_the_bad_field(
+    payload: dict[str, Any], field: str, reason: FailureReason
+) -> None:
+    with pytest.raises(ConnectorError) as info:
+        ValidatingConnector.validate_payload(payload)
+    error = info.value
+    assert error.failure_type is FailureType.VALIDATION_ERROR
+    assert error.failure_reason is reason
+    assert error.retryable is False
+    assert error.context["field"] == field
+    assert f"'{field}'" in str(error)
+    assert error.service == "validating"
+    assert error.context["errors"][0]["field"] == field
+
+
+def test_validate_payload_lists_every_bad_field() -> None:
+    with pytest.raises(ConnectorError) as info:
+        ValidatingConnector.validate_payload({"steps": "many"})
+    fields = [e["field"] for e in info.value.context["errors"]]
+    assert sorted(fields) == ["prompt", "steps"]
+
+
+def test_validate_payload_rejects_a_non_object() -> None:
+    with pytest.raises(ConnectorError) as info:
+        ValidatingConnector.validate_payload(["not", "a", "dict"])
+    assert info.value.context["field"] == "payload"
+
+
+def test_validate_payload_without_a_model_accepts_any_object() -> None:
+    assert EchoConnector.validate_payload({"anything": 1}) is None
+
+
+# --- service support ----------------------------------------------------------------------------
+
+
+def _with(klass: HealthCheckClass, **caps: Any) -> EchoConnector:
+    connector = EchoConnector()
+    connector.health_check_class = klass  # type: ignore[misc]
+    connector.capabilities = HealthCheckCapabilities(**caps)  # type: ignore[misc]
+    return connector
+
+
+def test_minimal_class_with_basic_health_is_fully_supported() -> None:
+    assert _with(HealthCheckClass.MINIMAL).service_support() == {
+        "isSupported": True,
+        "supportLevel": "full",
+        "missingCapabilities": [],
+        "recommendedAction": "proceed",
+    }
+
+
+def test_standard_class_without_job_status_query_is_unsupported() -> None:
+    assert _with(HealthCheckClass.STANDARD).service_support() == {
+        "isSupported": False,
+        "supportLevel": "unsupported",
+        "missingCapabilities": ["supportsJobStatusQuery"],
+        "recommendedAction": "fail",
+    }
+
+
+def test_standard_class_with_job_status_query_is_supported() -> None:
+    support = _with(HealthCheckClass.STANDARD, supportsJobStatusQuery=True).service_support()
+    assert support["isSupported"] is True
+    assert support["recommendedAction"] == "proceed"
+
+
+def test_minimal_class_without_basic_health_is_unsupported() -> None:
+    support = _with(HealthCheckClass.MINIMAL, supportsBasicHealthCheck=False).service_support()
+    assert support["missingCapabilities"] == ["supportsBasicHealthCheck"]
+    assert support["isSupported"] is False
+
+
+def test_custom_class_needs_its_own_requirements() -> None:
+    with pytest.raises(NotImplementedError):
+        _with(HealthCheckClass.CUSTOM).service_support()
