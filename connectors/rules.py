@@ -174,7 +174,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         T.SERVICE_ERROR,
-        _rx(r"service", r"server error", r"maintenance", r"unavailable"),
+        _rx(r"service", r"server[ _]error", r"maintenance", r"unavailable", r"overloaded"),
         (
             (r"maintenance", R.MAINTENANCE_MODE),
             (r"unavailable", R.SERVICE_UNAVAILABLE),

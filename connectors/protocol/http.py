@@ -154,9 +154,13 @@ class HTTPConnector(BaseConnector):
     def build_request(self, job: JobData) -> HttpRequest:
         """The request for this job (payload already validated)."""
 
-    @abc.abstractmethod
     def parse_response(self, response: requests.Response, job: JobData) -> JobResult:
-        """Turn a 2xx response into a result, or raise a ConnectorError."""
+        """Turn a 2xx response into a result, or raise a ConnectorError (one-shot mode only).
+
+        The polling and streaming modes build their results from later responses or chunks,
+        so they do not implement this.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement parse_response()")
 
     def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
         request = self.build_request(job)
@@ -195,7 +199,10 @@ class HTTPConnector(BaseConnector):
             error.annotate(request=request.summary())
             raise error from exc
         if response.status_code >= 400:
-            raise self.error_for_response(response, request)
+            try:
+                raise self.error_for_response(response, request)
+            finally:
+                response.close()  # a streamed error body must not hold its pooled connection
         return response
 
     def error_for_response(

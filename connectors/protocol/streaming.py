@@ -1,0 +1,309 @@
+"""StreamingHTTPConnector: one streamed request, decoded chunk by chunk, under a size cap.
+
+The framing is a decoder passed in (`SSEDecoder`, `NDJSONDecoder`); the service folds chunks into
+its own state. The mode counts bytes before the decoder sees them, so the cap holds for any
+framing; turns an error sent mid-stream (the status already 200) into a classified ConnectorError;
+and refuses a stream that stops early, because a truncated answer must not pass for a whole one.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Protocol, TypeVar
+
+import requests
+import urllib3
+from sseclient import SSEClient
+
+from connectors.classify import classify_message, classify_status, error_from_exception
+from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
+from connectors.protocol.http import HTTPConnector, HttpRequest
+
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "STREAM_END",
+    "NDJSONDecoder",
+    "SSEDecoder",
+    "SSEEvent",
+    "StreamDecoder",
+    "StreamingHTTPConnector",
+    "stream_error",
+    "stream_progress",
+]
+
+DEFAULT_MAX_RESPONSE_BYTES = 50 * 1024 * 1024  # the original StreamingMixin's max_response_size
+# Bytes asked of the socket per read. Bounded so the size cap is checked as data arrives; a
+# chunked response (what SSE and NDJSON providers send) still yields each HTTP chunk at once.
+READ_CHUNK_BYTES = 8192
+R = FailureReason
+T = FailureType
+Acc = TypeVar("Acc")
+
+
+class _StreamEnd:
+    """The type of STREAM_END."""
+
+    def __repr__(self) -> str:
+        return "STREAM_END"
+
+
+# What a decoder yields when it reads its framing's terminal marker (SSE `[DONE]`, an NDJSON
+# object with its done key set); the mode stops reading there.
+STREAM_END = _StreamEnd()
+
+
+class StreamDecoder(Protocol):
+    """Turns a streamed body's bytes into payloads, yielding STREAM_END at a terminal marker."""
+
+    @property
+    def end_required(self) -> bool:
+        """True when a stream without the terminal marker was cut short."""
+
+    def events(self, chunks: Iterable[bytes]) -> Iterator[Any]:
+        """Decoded payloads in order; a malformed frame raises a ConnectorError."""
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    """One Server-Sent Event: its `event:` name ("message" when absent) and parsed JSON data."""
+
+    event: str
+    data: Any
+    id: str | None = None
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ConnectorError(
+            f"Stream sent {what} that is not JSON: {text[:200]!r}",
+            failure_type=T.RESPONSE_ERROR,
+            failure_reason=R.INVALID_RESPONSE_FORMAT,
+            context={"frame": text},
+        ) from None
+
+
+@dataclass(frozen=True)
+class SSEDecoder:
+    """Server-Sent Events (via sseclient-py), yielding an SSEEvent per event with JSON data."""
+
+    done_marker: str | None = "[DONE]"  # OpenAI Chat Completions; Gemini and Responses send none
+    end_required: bool = False  # True for APIs that always send done_marker
+
+    def events(self, chunks: Iterable[bytes]) -> Iterator[Any]:
+        # sseclient stitches events split across network chunks and drops comment keep-alives.
+        for event in SSEClient(iter(chunks)).events():
+            if self.done_marker is not None and event.data.startswith(self.done_marker):
+                yield STREAM_END
+                return
+            yield SSEEvent(event.event, _parse_json(event.data, "an SSE data field"), event.id)
+
+
+@dataclass(frozen=True)
+class NDJSONDecoder:
+    """Newline-delimited JSON (Ollama): one JSON value per line, blank lines skipped."""
+
+    done_key: str | None = None  # e.g. "done": an object with it true is the stream's last
+
+    @property
+    def end_required(self) -> bool:
+        return self.done_key is not None
+
+    def events(self, chunks: Iterable[bytes]) -> Iterator[Any]:
+        for line in _lines(chunks):
+            text = line.strip()
+            if not text:
+                continue
+            # Strict: bytes that are not UTF-8 raise, as they do in SSEDecoder, rather than
+            # reaching the result as replacement characters.
+            value = _parse_json(text.decode("utf-8"), "a line")
+            yield value
+            if self.done_key and isinstance(value, dict) and value.get(self.done_key) is True:
+                yield STREAM_END
+                return
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    # The pieces of an unfinished line are joined once it ends: re-splitting a growing buffer
+    # would cost quadratic time on a long line (a base64 image) arriving in small reads.
+    pieces: list[bytes] = []
+    for chunk in chunks:
+        first, *rest = chunk.split(b"\n")
+        pieces.append(first)
+        if rest:
+            yield b"".join(pieces)
+            *complete, last = rest
+            yield from complete
+            pieces = [last]
+    if any(pieces):
+        yield b"".join(pieces)
+
+
+def stream_progress(chunks: int, half_at: int = 50) -> float:
+    """Progress after `chunks` chunks of an unknown total: rises from 5 toward, never past, 95."""
+    count = max(0, chunks)
+    return min(95.0, 5.0 + 90.0 * count / (count + max(1, half_at)))
+
+
+def stream_error(chunk: Any) -> ConnectorError | None:
+    """The classified error a chunk carries, or None (an `error` event or an `error` key)."""
+    payload = chunk.data if isinstance(chunk, SSEEvent) else chunk
+    if isinstance(chunk, SSEEvent) and chunk.event == "error":
+        info = payload  # Responses API: `event: error` with code and message at the top level
+    elif isinstance(payload, dict) and payload.get("error"):
+        info = payload["error"]  # OpenAI chat, Gemini: {"error": {...}}; Ollama: {"error": "..."}
+    else:
+        return None
+    fields = info if isinstance(info, dict) else {"message": info}
+    message = str(fields.get("message") or fields.get("code") or json.dumps(fields)[:300])
+    # The code and status name often say more than the message ("rate_limit_exceeded").
+    words = [message, *(str(fields[k]) for k in ("code", "status") if fields.get(k))]
+    codes = [fields.get(k) for k in ("code", "status_code", "status")]  # Gemini: code 429
+    status = next((c for c in codes if type(c) is int and 100 <= c <= 599), None)
+    ftype, reason = classify_message(" ".join(words), status=status)
+    if (ftype, reason) == (T.SYSTEM_ERROR, R.UNKNOWN_ERROR) and status is not None:
+        found = classify_status(status)  # the text says nothing known: the status still does
+        ftype, reason = found.failure_type, found.failure_reason
+    return ConnectorError(
+        f"Error in the middle of the stream: {message}",
+        failure_type=ftype,
+        failure_reason=reason,
+        status_code=status,
+        context={"stream_error": payload},
+    )
+
+
+# How the connection or the bytes can fail while a stream is read (ChunkedEncodingError, a read
+# timeout, bytes that are not UTF-8): classified like the same failure anywhere else.
+_BROKEN_STREAM = (requests.RequestException, urllib3.exceptions.HTTPError, OSError, UnicodeError)
+
+
+@dataclass
+class _Stream:
+    """One response being read: counts for progress, the size cap and error context."""
+
+    request: HttpRequest
+    response: requests.Response
+    chunks: int = 0
+    size: int = 0
+    ended: bool = False
+
+    def context(self) -> dict[str, Any]:
+        kind = self.response.headers.get("content-type")
+        stream = {"chunks": self.chunks, "bytes": self.size, "content_type": kind}
+        return {"request": self.request.summary(), "stream": stream}
+
+    def counted(self, cap: int) -> Iterator[bytes]:
+        for chunk in self.response.iter_content(READ_CHUNK_BYTES):
+            self.size += len(chunk)
+            if self.size > cap:
+                raise ConnectorError(
+                    f"Streamed response passed the {cap}-byte cap",
+                    failure_type=T.RESPONSE_ERROR,
+                    failure_reason=R.INVALID_RESPONSE_FORMAT,
+                    retryable=False,  # the same request streams the same oversized answer
+                    context={**self.context(), "max_response_bytes": cap},
+                )
+            yield chunk
+
+    def ended_early(self, why: str) -> ConnectorError:
+        # A cut connection looks like a clean end to the reader; the answer is incomplete and a
+        # new attempt usually streams it whole, so this is a retryable network failure.
+        return ConnectorError(
+            f"Stream ended early ({why})",
+            failure_type=T.NETWORK_ERROR,
+            failure_reason=R.CONNECTION_FAILED,
+            retryable=True,
+            context=self.context(),
+        )
+
+
+class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
+    """An HTTP connector whose 2xx body is a stream of chunks, decoded by an injected decoder."""
+
+    def __init__(
+        self,
+        *,
+        decoder: StreamDecoder,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        progress_every: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_response_bytes < 1 or progress_every < 1:
+            raise ValueError("max_response_bytes and progress_every must be >= 1")
+        self.decoder = decoder
+        self.max_response_bytes = max_response_bytes
+        self.progress_every = progress_every  # the original reported every 10 items
+
+    @abc.abstractmethod
+    def new_accumulator(self, job: JobData) -> Acc:
+        """A fresh per-job state for the chunks to fold into."""
+
+    @abc.abstractmethod
+    def accumulate(self, state: Acc, chunk: Any, job: JobData) -> Acc:
+        """Fold one decoded, error-free chunk into the state; return the new state."""
+
+    @abc.abstractmethod
+    def build_result(self, state: Acc, job: JobData) -> JobResult:
+        """Turn the complete stream's state into the job's result."""
+
+    def check_chunk(self, chunk: Any, job: JobData) -> ConnectorError | None:
+        """Hook: the error a chunk reports, or None. Default: `stream_error(chunk)`."""
+        return stream_error(chunk)
+
+    def is_complete(self, state: Acc, job: JobData) -> bool:
+        """Hook: whether the stream reached its natural end (e.g. a final `done` chunk seen)."""
+        return True
+
+    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
+        # Forced: a body read whole before decoding would bypass the size cap and the progress.
+        request = replace(self.build_request(job), stream=True)
+        _report(progress, job, 5, "submitting", "Connecting")
+        run = _Stream(request, self.send(request))
+        try:
+            state = self._consume(run, job, progress)
+        finally:
+            run.response.close()  # returns the connection to the pool even when we stopped early
+        result = self.build_result(state, job)
+        _report(progress, job, 100, "completed", "Completed")
+        return result
+
+    def _consume(self, run: _Stream, job: JobData, progress: ProgressCallback) -> Acc:
+        state = self.new_accumulator(job)
+        try:
+            for chunk in self.decoder.events(run.counted(self.max_response_bytes)):
+                if chunk is STREAM_END:
+                    run.ended = True
+                    break
+                error = self.check_chunk(chunk, job)
+                if error is not None:
+                    error.annotate(**run.context())
+                    raise error
+                state = self.accumulate(state, chunk, job)
+                run.chunks += 1
+                if run.chunks % self.progress_every == 0:
+                    value = stream_progress(run.chunks)
+                    _report(progress, job, value, "streaming", f"Received {run.chunks} chunks")
+        except ConnectorError as exc:
+            if "stream" not in exc.context:  # a hook's error: say how far the stream got
+                exc.annotate(stream=run.context()["stream"])
+            raise
+        except _BROKEN_STREAM as exc:
+            error = error_from_exception(exc, self.service_type)
+            error.annotate(**run.context())
+            raise error from exc
+        if (self.decoder.end_required and not run.ended) or run.chunks == 0:
+            raise run.ended_early("no terminal marker" if run.chunks else "no chunks")
+        if not self.is_complete(state, job):
+            raise run.ended_early("the final chunk never came")
+        return state
+
+
+def _report(progress: ProgressCallback, job: JobData, value: float, step: str, text: str) -> None:
+    progress(JobProgress(job_id=job.id, progress=value, message=text, current_step=step))
