@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from connectors.errors import ConnectorError
 from connectors.models import JobProgress
@@ -27,6 +27,7 @@ from connectors.models import JobProgress
 __all__ = [
     "EVENT_NAMES",
     "EVENT_PREFIX",
+    "Decision",
     "ProgressThrottle",
     "complete_fields",
     "fail_fields",
@@ -38,20 +39,48 @@ EVENT_PREFIX = "task-"
 EVENT_NAMES = ("update_job_progress", "retry_job", "complete_job", "fail_job")
 
 
+Decision = Literal["emit", "defer", "drop"]
+
+
 @dataclass
 class ProgressThrottle:
-    """Lets a progress report through at most once per `interval` (first and 100 % always)."""
+    """Decides which progress reports are sent: at most one per `interval`.
+
+    The first report is deferred until the job has run `first_after` seconds (the caller sends
+    the latest deferred report then): a job that finishes sooner reports no progress at all,
+    since its STARTED state and `complete_job` say everything and each report costs a
+    result-backend write and an event. A 100 % report passes only after earlier progress was
+    shown, so a visible bar completes.
+    """
 
     interval: float = 1.0
+    first_after: float = 0.25
     clock: Callable[[], float] = time.monotonic
+    _started: float = field(default=0.0, init=False)
     _last: float | None = field(default=None, init=False)
 
-    def allow(self, progress: float) -> bool:
+    def __post_init__(self) -> None:
+        self._started = self.clock()
+
+    def decide(self, progress: float) -> Decision:
         now = self.clock()
-        if self._last is None or progress >= 100 or now - self._last >= self.interval:
-            self._last = now
-            return True
-        return False
+        if progress >= 100:
+            return "emit" if self._last is not None else "drop"
+        if self._last is None:
+            if now - self._started < self.first_after:
+                return "defer"
+        elif now - self._last < self.interval:
+            return "drop"
+        self._last = now
+        return "emit"
+
+    def defer_for(self) -> float:
+        """Seconds until a deferred first report is due."""
+        return max(0.0, self.first_after - (self.clock() - self._started))
+
+    def mark_sent(self) -> None:
+        """Record that a deferred report was sent."""
+        self._last = self.clock()
 
 
 def progress_fields(service: str, progress: JobProgress, attempt: int) -> dict[str, Any]:

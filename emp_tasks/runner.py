@@ -39,30 +39,68 @@ def get_connector(spec: ServiceSpec) -> BaseConnector:
 
 
 class JobEvents:
-    """Sends one job's events and progress state from inside its task."""
+    """Sends one job's events and progress state from inside its task.
+
+    Events carry the job id explicitly (not through Celery's thread-local request), because a
+    deferred progress report is sent from a timer thread.
+    """
 
     def __init__(self, task: Task, service: str, job_id: str, attempt: int) -> None:
         self.task = task
         self.service = service
         self.job_id = job_id
         self.attempt = attempt
+        self.hostname = task.request.hostname
         self.throttle = ev.ProgressThrottle()
+        self._lock = threading.Lock()
+        self._pending: JobProgress | None = None
+        self._timer: threading.Timer | None = None
+        self._closed = False
 
     def send(self, name: str, fields: dict[str, Any]) -> None:
         try:
-            self.task.send_event(ev.EVENT_PREFIX + name, **fields)
+            with self.task.app.events.default_dispatcher(hostname=self.hostname) as dispatcher:
+                dispatcher.send(ev.EVENT_PREFIX + name, uuid=self.job_id, **fields)
         except Exception:  # an event lost must not change the job's outcome
             log.exception("could not send %s for %s", name, self.job_id)
 
     def progress(self, progress: JobProgress) -> None:
-        if not self.throttle.allow(progress.progress):
-            return
+        with self._lock:
+            if self._closed:
+                return
+            decision = self.throttle.decide(progress.progress)
+            if decision == "emit":
+                self._emit(progress)
+            elif decision == "defer":
+                self._pending = progress
+                if self._timer is None:
+                    self._timer = threading.Timer(self.throttle.defer_for(), self._flush)
+                    self._timer.daemon = True
+                    self._timer.start()
+
+    def _flush(self) -> None:
+        with self._lock:  # held while sending, so close() cannot overtake a late report
+            if self._closed or self._pending is None:
+                return
+            pending, self._pending = self._pending, None
+            self.throttle.mark_sent()
+            self._emit(pending)
+
+    def _emit(self, progress: JobProgress) -> None:
         fields = ev.progress_fields(self.service, progress, self.attempt + 1)
-        try:
-            self.task.update_state(state="PROGRESS", meta=fields)
-        except Exception:
-            log.exception("could not store progress for %s", self.job_id)
+        if progress.progress < 100:  # at 100 the final state is written a moment later
+            try:
+                self.task.update_state(task_id=self.job_id, state="PROGRESS", meta=fields)
+            except Exception:
+                log.exception("could not store progress for %s", self.job_id)
         self.send("update_job_progress", fields)
+
+    def close(self) -> None:
+        """No progress after this: the job's outcome event comes next."""
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
 
 
 def _job(task: Task, spec: ServiceSpec, payload: Any, ctx: Any, metadata: Any) -> JobData:
@@ -90,6 +128,7 @@ def run_job(
     except Exception as exc:  # process_job already converts; this covers setup failures
         error = ConnectorError.from_exception(exc, spec.name)
     else:
+        events.close()
         result.metadata["attempts"] = attempt + 1
         events.send(
             "complete_job",
@@ -102,6 +141,7 @@ def run_job(
 def _fail_or_retry(
     task: Task, spec: ServiceSpec, error: ConnectorError, attempt: int, events: JobEvents
 ) -> BaseException:
+    events.close()
     if not error.service:
         error.attach_service(spec.name)
     decision = retry_decision(error, attempt, policy_for(spec))

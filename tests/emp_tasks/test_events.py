@@ -4,20 +4,51 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from connectors.errors import ConnectorError
 from connectors.models import JobProgress
 from emp_tasks.event_stream import event_line
 from emp_tasks.events import ProgressThrottle, fail_fields, progress_fields, retry_fields
 
 
-def test_progress_is_throttled_to_one_a_second_but_first_and_last_pass() -> None:
+@pytest.mark.parametrize(
+    ("times", "progress", "expected"),
+    [
+        # a fast job: its first report waits, and the job ends before it is due
+        ([0.05, 0.1, 0.2], [10, 90, 100], ["defer", "defer", "drop"]),
+        # a slow one: first report once 0.25 s have passed, then at most one a second
+        (
+            [0.1, 0.3, 0.8, 1.2, 1.4, 2.5, 2.6],
+            [5, 10, 20, 30, 40, 50, 100],
+            ["defer", "emit", "drop", "drop", "emit", "emit", "emit"],
+        ),
+    ],
+    ids=["fast-job", "slow-job"],
+)
+def test_progress_is_throttled(
+    times: list[float], progress: list[float], expected: list[str]
+) -> None:
     now = [0.0]
-    throttle = ProgressThrottle(interval=1.0, clock=lambda: now[0])
+    throttle = ProgressThrottle(interval=1.0, first_after=0.25, clock=lambda: now[0])
     seen = []
-    for step, pct in enumerate([5, 10, 20, 30, 100]):
-        now[0] = step * 0.4
-        seen.append(throttle.allow(pct))
-    assert seen == [True, False, False, True, True]
+    for at, pct in zip(times, progress, strict=True):
+        now[0] = at
+        seen.append(throttle.decide(pct))
+    assert seen == expected
+
+
+def test_a_deferred_first_report_is_due_when_first_after_has_passed() -> None:
+    now = [0.0]
+    throttle = ProgressThrottle(interval=1.0, first_after=0.25, clock=lambda: now[0])
+    now[0] = 0.1
+    assert throttle.decide(10) == "defer"
+    assert throttle.defer_for() == pytest.approx(0.15)
+    now[0] = 0.25
+    throttle.mark_sent()
+    now[0] = 0.5
+    assert throttle.decide(20) == "drop"  # the deferred report counts as sent
+    assert throttle.decide(100) == "emit"
 
 
 def test_fail_job_carries_the_classification() -> None:

@@ -152,7 +152,10 @@ def test_progress_is_visible_while_the_job_runs(glif_emulator: GlifEmulator) -> 
     assert 0 < seen[0]["progress"] < 100
 
 
-def test_events_arrive_in_order_for_a_success(collector: EventCollector) -> None:
+def test_events_arrive_in_order_for_a_success(
+    glif_emulator: GlifEmulator, collector: EventCollector
+) -> None:
+    glif_emulator.queue_faults([Fault("slow", delay=1.5)], match={"workflow_id": "sandbox-image"})
     result = tasks.glif.delay(IMAGE)
     finish(result)
     time.sleep(0.5)

@@ -1,0 +1,33 @@
+"""The baseline for benchmarks/overhead.py: a bare Celery task doing the same `requests.post`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import requests
+from celery import Celery
+
+app = Celery("bare", broker=os.environ["EMP_BROKER_URL"], backend=os.environ["EMP_RESULT_BACKEND"])
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    worker_prefetch_multiplier=1,
+    task_acks_late=True,
+    task_routes={"bare.glif_post": {"queue": "bare"}},
+)
+_session = requests.Session()
+
+
+@app.task(name="bare.glif_post")
+def glif_post(body: dict[str, Any]) -> Any:
+    """POST the body to Glif and return the JSON, nothing else."""
+    response = _session.post(
+        os.environ["GLIF_BASE_URL"],
+        json=body,
+        timeout=(10, 60),
+        headers={"Authorization": f"Bearer {os.environ['GLIF_API_TOKEN']}"},
+    )
+    response.raise_for_status()
+    return response.json()
