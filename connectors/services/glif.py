@@ -14,11 +14,12 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.assets import AssetSaver, RemoteUrl, SavedAsset, saver_from_env
 from connectors.errors import ConnectorError, FailureReason, FailureType, configuration_error
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
 from connectors.protocol.http import BearerAuth, HTTPConnector, HttpRequest, Timeouts
-from connectors.services.glif_output import glif_output
+from connectors.services.glif_output import MEDIA_KINDS, glif_output
 
 __all__ = ["GlifConnector", "GlifPayload", "GlifSettings", "classify_glif_error"]
 
@@ -163,11 +164,18 @@ class GlifConnector(HTTPConnector):
                 variables=["GLIF_API_TOKEN"],
                 service=self.service_type,
             )
-        self.assets = kwargs.pop("assets", None)
+        self._assets: AssetSaver | None = kwargs.pop("assets", None)
         kwargs.setdefault("timeouts", Timeouts(connect=10.0, read=self.settings.timeout_seconds))
         super().__init__(
             base_url=self.settings.base_url, auth=BearerAuth(token.get_secret_value()), **kwargs
         )
+
+    @property
+    def assets(self) -> AssetSaver:
+        """The asset saver (from CLOUD_STORAGE_* on first use, so building a connector is free)."""
+        if self._assets is None:
+            self._assets = saver_from_env()
+        return self._assets
 
     def build_request(self, job: JobData) -> HttpRequest:
         payload = self._payload(job)
@@ -187,22 +195,42 @@ class GlifConnector(HTTPConnector):
         price = parse_price(body.get("price"))
         data = glif_output(body, self.service_type)
         data["raw_response"] = {k: body.get(k) for k in ("output", "outputFull", "price", "nodes")}
+        metadata: dict[str, Any] = {
+            "service": "glif",
+            "connector": "glif",
+            "workflow_id": payload.workflow_id,
+            "price": price,
+            "attribution": ATTRIBUTION,
+        }
+        output_files = []
+        if payload.save_assets and data["content_type"] in MEDIA_KINDS:
+            saved = self._save(data, job)
+            output_files.append(saved.output_file())
+            metadata["saved_asset"] = {
+                "filePath": saved.key,
+                "fileName": saved.key.rsplit("/")[-1],
+                "fileUrl": saved.url,
+                "mimeType": saved.mime_type,
+            }
         return JobResult(
             success=True,
             data=data,
-            metadata={
-                "service": "glif",
-                "connector": "glif",
-                "workflow_id": payload.workflow_id,
-                "price": price,
-                "attribution": ATTRIBUTION,
-            },
+            output_files=output_files,
+            metadata=metadata,
             service_metadata=ServiceMetadata(
                 service_version=self.version,
                 service_type=self.service_type,
                 processing_stats={"price": price},
             ),
         )
+
+    def _save(self, data: dict[str, Any], job: JobData) -> SavedAsset:
+        # The provider's URL stays in raw_response; the result points at the user's own bucket.
+        key = "image_url" if data["content_type"] == "image" else "asset_url"
+        saved = self.assets.save(RemoteUrl(data[key]), job=job)
+        data[key] = saved.url
+        data["mime_type"] = saved.mime_type
+        return saved
 
     def _payload(self, job: JobData) -> GlifPayload:
         payload = self.validate_payload(job.payload)

@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 from connectors.errors import ConnectorError, FailureReason, FailureType
 
-__all__ = ["CONTENT_TYPES", "glif_output", "guess_mime"]
+__all__ = ["CONTENT_TYPES", "MEDIA_KINDS", "glif_output", "guess_mime"]
 
 CONTENT_TYPES = ("image", "audio", "video", "text", "json", "html")
-_MEDIA = {"image", "audio", "video"}
+MEDIA_KINDS = frozenset({"image", "audio", "video"})
 _DEFAULT_MIME = {"image": "image/png", "audio": "audio/mpeg", "video": "video/mp4"}
 _EXT_KIND = {
     "png": "image",
@@ -63,7 +63,7 @@ def glif_output(body: dict[str, Any], service: str = "glif") -> dict[str, Any]:
     kind = str(full.get("type") or "").lower() if full else ""
     if kind not in CONTENT_TYPES:
         kind = _infer_kind(value)
-    if kind in _MEDIA:
+    if kind in MEDIA_KINDS:
         if not isinstance(value, str) or not value:
             raise _missing(kind, body, service)
         key = "image_url" if kind == "image" else "asset_url"

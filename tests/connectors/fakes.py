@@ -153,3 +153,27 @@ def body_json(request: requests.PreparedRequest) -> Any:
         body = body.decode()
     assert isinstance(body, str), f"request has no text body: {body!r}"
     return jsonlib.loads(body)
+
+
+class StubSaver:
+    """An AssetSaver that records what it was asked to save (or raises a scripted error)."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.saved: list[tuple[object, str, str | None]] = []
+        self.error = error
+
+    def save(self, source: object, *, job: Any, mime_type: str | None = None) -> Any:
+        from connectors.assets import SavedAsset
+
+        if self.error is not None:
+            raise self.error
+        self.saved.append((source, job.id, mime_type))
+        key = f"emp-tasks/{job.type}/{job.id}_0123456789ab.png"
+        return SavedAsset(
+            url=f"https://cdn.example.test/{key}",
+            key=key,
+            bucket="bucket",
+            mime_type="image/png",
+            size_bytes=42,
+            sha256="0123456789ab" * 5 + "cafe",
+        )

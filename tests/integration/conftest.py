@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def glif_env(emulator: GlifEmulator, **extra: str) -> dict[str, str]:
         "GLIF_BASE_URL": emulator.url,
         "GLIF_RETRY_DELAY_SECONDS": "0.2",
         "ASSET_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
+        "CLOUD_STORAGE_LOCAL_DIR": str(Path(os.environ["EMP_VAR_DIR"]) / "assets"),
         **extra,
     }
 

@@ -26,6 +26,7 @@ from connectors.services.glif import (
 from tests.connectors.fakes import (
     FakeAdapter,
     Reply,
+    StubSaver,
     body_json,
     empty_reply,
     fake_session,
@@ -63,6 +64,7 @@ def make(
     *script: Reply | BaseException, settings: GlifSettings | None = None, **kwargs: Any
 ) -> tuple[GlifConnector, FakeAdapter]:
     session, adapter = fake_session(*script)
+    kwargs.setdefault("assets", StubSaver())
     connector = GlifConnector(settings or GlifSettings(api_token=TOKEN), session=session, **kwargs)
     return connector, adapter
 
@@ -72,6 +74,8 @@ def job(**payload: Any) -> JobData:
 
 
 def ok_job(**extra: Any) -> JobData:
+    # Output-shape tests see the provider's URLs; the asset tests below opt in to saving.
+    extra.setdefault("save_assets", False)
     return job(workflow_id=WORKFLOW, inputs=["a cat in a hat"], **extra)
 
 
@@ -722,3 +726,62 @@ def test_health_probe_runs_the_configured_workflow() -> None:
 def test_glif_is_a_minimal_health_class_and_is_supported() -> None:
     connector, _ = make()
     assert connector.service_support()["isSupported"] is True
+
+
+# --- asset saving --------------------------------------------------------------------------------
+
+
+def test_image_output_is_saved_and_the_result_points_at_the_saved_copy() -> None:
+    saver = StubSaver()
+    connector, _ = make(json_reply(image_body()), assets=saver)
+    result = connector.process_job(ok_job(save_assets=True))
+    ((source, job_id, _mime),) = saver.saved
+    provider_url = image_body()["output"]
+    assert getattr(source, "url", None) == provider_url
+    assert job_id == "job-glif-1"
+    assert result.data is not None
+    assert result.data["image_url"].startswith("https://cdn.example.test/")
+    assert result.data["raw_response"]["output"] == provider_url  # the original is kept
+    assert [f.type for f in result.output_files] == ["image"]
+    assert result.metadata["saved_asset"]["fileUrl"] == result.data["image_url"]
+
+
+def test_save_assets_false_keeps_the_provider_url_and_saves_nothing() -> None:
+    saver = StubSaver()
+    connector, _ = make(json_reply(image_body()), assets=saver)
+    result = connector.process_job(ok_job(save_assets=False))
+    assert saver.saved == []
+    assert result.data is not None
+    assert result.data["image_url"] == image_body()["output"]
+    assert result.output_files == []
+
+
+def test_an_output_that_cannot_be_saved_fails_the_job() -> None:
+    refusal = ConnectorError(
+        "storage unavailable",
+        failure_type="service_error",
+        failure_reason="service_unavailable",
+        service="storage",
+    )
+    connector, _ = make(json_reply(image_body()), assets=StubSaver(error=refusal))
+    with pytest.raises(ConnectorError) as info:
+        connector.process_job(ok_job(save_assets=True))
+    assert info.value.service == "storage"
+    assert info.value.retryable is True
+
+
+def test_text_outputs_are_not_saved() -> None:
+    saver = StubSaver()
+    connector, _ = make(
+        json_reply(
+            {
+                "output": "hello",
+                "outputFull": {"type": "TEXT", "value": "hello"},
+                "price": "0.1",
+                "nodes": [],
+            }
+        ),
+        assets=saver,
+    )
+    connector.process_job(ok_job(save_assets=True))
+    assert saver.saved == []

@@ -1,0 +1,45 @@
+"""Asset savers: provider outputs saved to S3-compatible storage or a local folder.
+
+`saver_from_env()` picks one from CLOUD_STORAGE_PROVIDER. Every saver streams the output (a
+download never sits whole in memory), names it `{prefix}/{job_id}_{sha256[:12]}.{ext}` so a
+retried job overwrites its own object, refuses unsafe downloads (SSRF), and raises a classified
+ConnectorError when the output cannot be saved.
+"""
+
+from connectors.assets.base import (
+    AssetSaver,
+    AssetSource,
+    Base64Data,
+    RemoteUrl,
+    SavedAsset,
+    asset_key,
+)
+from connectors.assets.factory import download_policy, saver_from_env
+from connectors.assets.local import LocalAssetSaver
+from connectors.assets.mime import extension_for, mime_from_magic, resolve_mime
+from connectors.assets.netguard import DownloadPolicy, guarded_session
+from connectors.assets.s3 import S3AssetSaver, build_s3_client
+from connectors.assets.settings import AssetSettings, load_settings
+from connectors.assets.storage_errors import classify_storage_code
+
+__all__ = [
+    "AssetSaver",
+    "AssetSettings",
+    "AssetSource",
+    "Base64Data",
+    "DownloadPolicy",
+    "LocalAssetSaver",
+    "RemoteUrl",
+    "S3AssetSaver",
+    "SavedAsset",
+    "asset_key",
+    "build_s3_client",
+    "classify_storage_code",
+    "download_policy",
+    "extension_for",
+    "guarded_session",
+    "load_settings",
+    "mime_from_magic",
+    "resolve_mime",
+    "saver_from_env",
+]

@@ -1,0 +1,66 @@
+"""Build the asset saver the worker's environment asks for (CLOUD_STORAGE_PROVIDER)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from connectors.assets.base import SERVICE, AssetSaver
+from connectors.assets.local import LocalAssetSaver
+from connectors.assets.netguard import DownloadPolicy
+from connectors.assets.s3 import S3AssetSaver
+from connectors.assets.settings import AssetSettings, load_settings
+from connectors.errors import configuration_error
+
+__all__ = ["PROVIDERS", "download_policy", "saver_from_env"]
+
+PROVIDERS = ("local", "s3")
+
+
+def download_policy(settings: AssetSettings) -> DownloadPolicy:
+    """The download policy ASSET_DOWNLOAD_ALLOW_HOSTS, ASSET_MAX_BYTES and the timeout set."""
+    return DownloadPolicy(
+        allow_hosts=settings.allow_hosts(),
+        max_bytes=settings.asset_max_bytes,
+        timeout_seconds=settings.asset_download_timeout_seconds,
+        connect_timeout_seconds=min(10.0, settings.asset_download_timeout_seconds),
+    )
+
+
+def _s3(settings: AssetSettings, policy: DownloadPolicy) -> S3AssetSaver:
+    if not settings.cloud_storage_bucket:
+        raise configuration_error(
+            "CLOUD_STORAGE_BUCKET is required when CLOUD_STORAGE_PROVIDER=s3",
+            variables=["CLOUD_STORAGE_BUCKET"],
+            service=SERVICE,
+        )
+    return S3AssetSaver(
+        bucket=settings.cloud_storage_bucket,
+        endpoint_url=settings.cloud_storage_endpoint_url,
+        region_name=settings.cloud_storage_region,
+        addressing_style=settings.cloud_storage_addressing_style,
+        prefix=settings.cloud_storage_prefix,
+        cdn_url=settings.cloud_cdn_url,
+        url_ttl_seconds=settings.cloud_storage_url_ttl_seconds,
+        policy=policy,
+    )
+
+
+def saver_from_env(env: Mapping[str, str] | None = None) -> AssetSaver:
+    """The saver CLOUD_STORAGE_PROVIDER names: `local` (default) or `s3` (S3, R2, MinIO)."""
+    settings = load_settings(env)
+    provider = settings.cloud_storage_provider.strip().lower()
+    policy = download_policy(settings)
+    if provider == "s3":
+        return _s3(settings, policy)
+    if provider == "local":
+        return LocalAssetSaver(
+            settings.cloud_storage_local_dir,
+            public_url=settings.cloud_storage_public_url,
+            prefix=settings.cloud_storage_prefix,
+            policy=policy,
+        )
+    raise configuration_error(
+        f"CLOUD_STORAGE_PROVIDER={provider!r} is not supported (use one of {', '.join(PROVIDERS)})",
+        variables=["CLOUD_STORAGE_PROVIDER"],
+        service=SERVICE,
+    )

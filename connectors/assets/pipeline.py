@@ -1,0 +1,101 @@
+"""The steps both savers share: stage the source, settle its MIME type, name its key.
+
+A saver then only writes the staged file somewhere and builds the URL. Any failure on the way
+leaves as a ConnectorError: a job whose output cannot be saved fails, it never completes with
+the asset missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import requests
+
+from connectors.assets.base import (
+    SERVICE,
+    AssetSource,
+    Base64Data,
+    RemoteUrl,
+    StorageOverrides,
+    asset_key,
+    default_prefix,
+    storage_overrides,
+)
+from connectors.assets.download import download
+from connectors.assets.mime import extension_for, resolve_mime
+from connectors.assets.netguard import DownloadPolicy
+from connectors.assets.staging import StagedContent, stage_base64, stage_bytes
+from connectors.errors import ConnectorError, FailureReason, FailureType, validation_error
+from connectors.models import JobData
+
+__all__ = ["PreparedAsset", "as_connector_errors", "prepare"]
+
+
+@dataclass
+class PreparedAsset:
+    """A staged output with its final MIME type, its key and the job's `ctx` overrides."""
+
+    content: StagedContent
+    mime_type: str
+    key: str
+    overrides: StorageOverrides
+
+
+def _stage(source: AssetSource, session: requests.Session, policy: DownloadPolicy) -> StagedContent:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return stage_bytes(bytes(source), policy.max_bytes)
+    if isinstance(source, Base64Data):
+        return stage_base64(source.data, policy.max_bytes)
+    if isinstance(source, RemoteUrl):
+        return download(source.url, session=session, policy=policy)
+    raise validation_error(
+        "source", f"unsupported asset source {type(source).__name__}", service=SERVICE
+    )
+
+
+def _empty_error() -> ConnectorError:
+    return ConnectorError(
+        "The provider output is empty (0 bytes); nothing to save",
+        failure_type=FailureType.RESPONSE_ERROR,
+        failure_reason=FailureReason.MISSING_EXPECTED_DATA,
+        retryable=False,
+        service=SERVICE,
+    )
+
+
+@contextmanager
+def prepare(
+    source: AssetSource,
+    *,
+    job: JobData,
+    mime_type: str | None,
+    session: requests.Session,
+    policy: DownloadPolicy,
+    prefix: str | None,
+) -> Iterator[PreparedAsset]:
+    """Stage `source` and name it; the staged file is closed when the block ends."""
+    overrides = storage_overrides(job)  # validate ctx before any download
+    with _stage(source, session, policy) as content:
+        if content.size == 0:
+            raise _empty_error()
+        mime = resolve_mime(mime_type or content.declared_mime, content.head, content.name_hint)
+        key = asset_key(
+            overrides.prefix or default_prefix(job, prefix),
+            job.id,
+            content.sha256,
+            extension_for(mime),
+        )
+        yield PreparedAsset(content, mime, key, overrides)
+
+
+@contextmanager
+def as_connector_errors() -> Iterator[None]:
+    """Let ConnectorError through; classify anything else as one (service `storage`)."""
+    try:
+        yield
+    except ConnectorError:
+        raise
+    except Exception as exc:
+        raise ConnectorError.from_exception(exc, SERVICE) from exc
