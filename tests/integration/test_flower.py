@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -117,3 +118,28 @@ def test_flower_records_job_states_and_job_events(flower: str, mock_worker: Work
         lambda: event_count(flower, "fail_job") >= 1 and event_count(flower, "complete_job") >= 1
     )
     assert event_count(flower, "update_job_progress") >= 1
+
+
+def test_events_command_streams_job_events_as_json_lines(mock_worker: WorkerProcess) -> None:
+    env = {**os.environ, "EMP_BROKER_URL": REDIS_URL, "EMP_RESULT_BACKEND": BACKEND}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emp_tasks.cli", "events"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the receiver binds its queue once it starts consuming
+        job = emp_tasks.submit("mock", {"delay_ms": 600, "steps": 2})
+        job.get(timeout=30)
+        lines: list[dict[str, object]] = []
+        assert proc.stdout is not None
+        while not any(line.get("event") == "complete_job" for line in lines):
+            lines.append(json.loads(proc.stdout.readline()))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    ours = [line for line in lines if line.get("job_id") == job.id]
+    assert [line["event"] for line in ours][-1] == "complete_job"
+    assert "update_job_progress" in [line["event"] for line in ours]
