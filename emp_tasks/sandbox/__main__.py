@@ -16,11 +16,15 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from emp_tasks.sandbox.glif import GlifEmulator
+from emp_tasks.sandbox.openai import OpenAIEmulator
 from emp_tasks.sandbox.server import EmulatorServer
 
 __all__ = ["EMULATORS", "main"]
 
-EMULATORS: dict[str, Callable[..., EmulatorServer]] = {"glif": GlifEmulator}
+EMULATORS: dict[str, Callable[..., EmulatorServer]] = {
+    "glif": GlifEmulator,
+    "openai": OpenAIEmulator,
+}
 
 
 def _parser() -> argparse.ArgumentParser:

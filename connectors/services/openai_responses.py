@@ -1,0 +1,234 @@
+"""OpenAIResponsesConnector: the Responses API in background mode, submitted then polled.
+
+`POST /responses` with `background: true` answers at once with a queued Response; the connector
+polls `GET /responses/{id}` until a terminal status (see `openai_responses_output` for how each
+one is classified) and cancels with `POST /responses/{id}/cancel` when the deadline passes.
+Images (`image_generation_call` results, base64) are saved through the asset saver and the
+result carries their URLs; base64 never stays in the result (`[BASE64_DATA_REMOVED]` in
+`raw_output`) unless the payload sets `save_assets: false`, which asks for the bytes inline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+
+from connectors.assets import AssetSaver, Base64Data, SavedAsset
+from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.health import HealthCheckCapabilities, HealthCheckClass
+from connectors.models import JobData, JobResult, ServiceMetadata
+from connectors.protocol.http import HttpRequest
+from connectors.protocol.polling import PollingHTTPConnector, PollPolicy, PollStatus
+from connectors.services.openai_common import (
+    OPENAI_CAPABILITIES,
+    LazyAssetSaver,
+    OpenAISettings,
+    connector_kwargs,
+    image_mime,
+    probe_models,
+    refine_openai_error,
+    refusal_error,
+    strip_base64,
+)
+from connectors.services.openai_responses_output import (
+    ImageCall,
+    ResponseOutput,
+    parse_output,
+    poll_status,
+    refusal_in,
+)
+
+__all__ = [
+    "NOT_SENT",
+    "OpenAIResponsesConnector",
+    "OpenAIResponsesPayload",
+    "request_body",
+]
+
+# Job-side keys of the original's payloads that must never reach OpenAI.
+NOT_SENT = frozenset(
+    {
+        "ctx",
+        "bucket",
+        "prefix",
+        "filename",
+        "provider",
+        "cdnUrl",
+        "workflow_name",
+        "user_id",
+        "generation_context",
+        "save_assets",
+        "dynamic_json",
+        "stream",  # this connector polls; a streamed reply would never be read
+    }
+)
+
+
+class OpenAIResponsesPayload(BaseModel):
+    """A Responses job: `input` (+ `model`, `tools`, `instructions`, ...) or `dynamic_json`."""
+
+    # Any other Responses parameter (temperature, reasoning, ...) passes through to OpenAI.
+    model_config = ConfigDict(extra="allow")
+
+    input: StrictStr | list[Any] | None = None
+    model: StrictStr | None = Field(default=None, min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    instructions: StrictStr | None = None
+    dynamic_json: dict[str, Any] | None = None
+    save_assets: StrictBool = True
+
+    @model_validator(mode="after")
+    def _has_input(self) -> OpenAIResponsesPayload:
+        if self.dynamic_json is not None:
+            if not self.dynamic_json:
+                raise ValueError("'dynamic_json' must be a non-empty request object")
+        elif self.input is None or (isinstance(self.input, str) and not self.input.strip()):
+            raise ValueError("'input' is required (or a complete request in 'dynamic_json')")
+        return self
+
+
+def request_body(payload: OpenAIResponsesPayload, default_model: str) -> dict[str, Any]:
+    """The `POST /responses` body: `dynamic_json` or the payload, job keys removed, background."""
+    source = payload.dynamic_json
+    if source is None:
+        source = payload.model_dump(exclude_none=True)
+    body = {key: value for key, value in source.items() if key not in NOT_SENT}
+    body.setdefault("model", default_model)
+    body["background"] = True
+    return body
+
+
+class OpenAIResponsesConnector(PollingHTTPConnector):
+    """Runs a background Response, polls it, and saves any generated images."""
+
+    service_type: ClassVar[str] = "openai_responses"
+    version: ClassVar[str] = "1.0.0"
+    health_check_class: ClassVar[HealthCheckClass] = HealthCheckClass.MINIMAL
+    capabilities: ClassVar[HealthCheckCapabilities] = OPENAI_CAPABILITIES.model_copy(
+        update={"supportsJobStatusQuery": True, "supportsJobCancellation": True}
+    )
+    payload_model: ClassVar[type[BaseModel]] = OpenAIResponsesPayload
+
+    def __init__(self, settings: OpenAISettings | None = None, **kwargs: Any) -> None:
+        self.settings = settings or OpenAISettings()
+        self.assets: AssetSaver = kwargs.pop("assets", None) or LazyAssetSaver()
+        kwargs.setdefault(
+            "poll_policy",
+            PollPolicy(
+                interval=self.settings.responses_poll_interval_seconds,
+                deadline=self.settings.responses_timeout_seconds,
+            ),
+        )
+        read = self.settings.timeout_seconds
+        super().__init__(**connector_kwargs(self.settings, self.service_type, read, kwargs))
+
+    def _payload(self, job: JobData) -> OpenAIResponsesPayload:
+        payload = self.validate_payload(job.payload)
+        assert isinstance(payload, OpenAIResponsesPayload)  # payload_model says so
+        return payload
+
+    def build_request(self, job: JobData) -> HttpRequest:
+        body = request_body(self._payload(job), self.settings.responses_model)
+        return HttpRequest("POST", self.url("responses"), json=body)
+
+    def extract_job_id(self, response: requests.Response, job: JobData) -> str:
+        body = self.json_body(response)
+        return str(body.get("id") or "") if isinstance(body, dict) else ""
+
+    def build_poll_request(self, service_job_id: str, job: JobData) -> HttpRequest:
+        return HttpRequest("GET", self.url(f"responses/{service_job_id}"))
+
+    def build_cancel_request(self, service_job_id: str, job: JobData) -> HttpRequest | None:
+        return HttpRequest("POST", self.url(f"responses/{service_job_id}/cancel"))
+
+    def check_status(self, response: requests.Response, job: JobData) -> PollStatus:
+        return poll_status(self.json_body(response), self.service_type)
+
+    def build_result(self, status: PollStatus, job: JobData) -> JobResult:
+        body: dict[str, Any] = status.result
+        output = parse_output(body)
+        context = {"response_id": body.get("id"), "raw_output": strip_base64(body.get("output"))}
+        refused = refusal_in(output)
+        if refused is not None:
+            raise refusal_error(refused, service=self.service_type, context=context)
+        if not output.images and not output.text:
+            raise self._missing("completed with neither text nor an image", context)
+        saved = self._images(output, job, context)
+        return self._result(body, output, saved, job)
+
+    def _images(
+        self, output: ResponseOutput, job: JobData, context: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        failed = [call for call in output.images if call.result is None]
+        if failed:
+            why = output.text or f"image call {failed[0].id} ended {failed[0].status}"
+            raise self._missing(f"Image generation failed: {why}", context)
+        inline = not self._payload(job).save_assets
+        return [self._image(call, job, inline) for call in output.images]
+
+    def _image(self, call: ImageCall, job: JobData, inline: bool) -> dict[str, Any]:
+        assert call.result is not None  # checked by _images
+        mime = image_mime(call.result, call.output_format)
+        entry: dict[str, Any] = {"id": call.id, "mime_type": mime}
+        if call.revised_prompt:
+            entry["revised_prompt"] = call.revised_prompt
+        if inline:
+            return {**entry, "image_base64": call.result}
+        asset: SavedAsset = self.assets.save(Base64Data(call.result), job=job, mime_type=mime)
+        return {**entry, "url": asset.url, "mime_type": asset.mime_type, "asset": asset}
+
+    def _result(
+        self,
+        body: dict[str, Any],
+        output: ResponseOutput,
+        images: list[dict[str, Any]],
+        job: JobData,
+    ) -> JobResult:
+        model = body.get("model") or self._payload(job).model or self.settings.responses_model
+        data: dict[str, Any] = {
+            "content_type": "image" if images else "text",
+            "openai_response_id": body.get("id"),
+            "model_used": model,
+            "usage": body.get("usage") or {},
+            "text": output.text,
+            "raw_output": strip_base64(body.get("output")),
+        }
+        assets = [entry.pop("asset") for entry in images if "asset" in entry]
+        if images:
+            first = images[0]
+            data.update(images=images, mime_type=first["mime_type"])
+            if "url" in first:
+                data["image_url"] = first["url"]
+            else:
+                data["image_base64"] = first["image_base64"]
+        return JobResult(
+            data=data,
+            metadata={"service": "openai", "connector": self.service_type},
+            output_files=[asset.output_file() for asset in assets],
+            service_metadata=ServiceMetadata(
+                service_version=self.version,
+                service_type=self.service_type,
+                service_job_id=body.get("id"),
+                model_used=model,
+                processing_stats={"usage": body.get("usage") or {}},
+            ),
+        )
+
+    def _missing(self, problem: str, context: dict[str, Any]) -> ConnectorError:
+        return ConnectorError(
+            f"OpenAI response unusable: {problem}",
+            failure_type=FailureType.RESPONSE_ERROR,
+            failure_reason=FailureReason.MISSING_EXPECTED_DATA,
+            service=self.service_type,
+            context=context,
+        )
+
+    def refine_error(
+        self, error: ConnectorError, response: requests.Response, body: Any
+    ) -> ConnectorError:
+        return refine_openai_error(error, response, body)
+
+    def health_probe(self) -> bool:
+        return probe_models(self)
