@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import SecretStr
+
 from connectors.redact import redact, scrub, truncate
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "FailureReason",
     "FailureType",
     "configuration_error",
+    "require_secret",
     "validation_error",
 ]
 
@@ -323,3 +326,15 @@ def configuration_error(
         service=service,
         context={"variables": variables or []},
     )
+
+
+def require_secret(secret: SecretStr | None, variable: str, *, service: str) -> str:
+    """The secret's value, or a configuration_error naming the variable when unset or blank."""
+    value = secret.get_secret_value().strip() if secret is not None else ""
+    if not value:
+        raise configuration_error(
+            f"{variable} is required but not set in the worker's environment",
+            variables=[variable],
+            service=service,
+        )
+    return value

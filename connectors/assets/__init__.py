@@ -14,7 +14,7 @@ from connectors.assets.base import (
     SavedAsset,
     asset_key,
 )
-from connectors.assets.factory import download_policy, saver_from_env
+from connectors.assets.factory import LazyAssetSaver, download_policy, saver_from_env
 from connectors.assets.local import LocalAssetSaver
 from connectors.assets.mime import extension_for, mime_from_magic, resolve_mime
 from connectors.assets.netguard import DownloadPolicy, guarded_session
@@ -28,6 +28,7 @@ __all__ = [
     "AssetSource",
     "Base64Data",
     "DownloadPolicy",
+    "LazyAssetSaver",
     "LocalAssetSaver",
     "RemoteUrl",
     "S3AssetSaver",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
-from connectors.assets.base import SERVICE, AssetSaver
+from connectors.assets.base import SERVICE, AssetSaver, AssetSource, SavedAsset
 from connectors.assets.local import LocalAssetSaver
 from connectors.assets.netguard import DownloadPolicy
 from connectors.assets.s3 import S3AssetSaver
 from connectors.assets.settings import AssetSettings, load_settings
 from connectors.errors import configuration_error
+from connectors.models import JobData
 
-__all__ = ["PROVIDERS", "download_policy", "saver_from_env"]
+__all__ = ["PROVIDERS", "LazyAssetSaver", "download_policy", "saver_from_env"]
 
 PROVIDERS = ("local", "s3")
 
@@ -64,3 +66,20 @@ def saver_from_env(env: Mapping[str, str] | None = None) -> AssetSaver:
         variables=["CLOUD_STORAGE_PROVIDER"],
         service=SERVICE,
     )
+
+
+class LazyAssetSaver:
+    """An AssetSaver that builds `saver_from_env()` on first save, so constructing never does."""
+
+    def __init__(self) -> None:
+        self._saver: AssetSaver | None = None
+        self._lock = threading.Lock()
+
+    def save(
+        self, source: AssetSource, *, job: JobData, mime_type: str | None = None
+    ) -> SavedAsset:
+        """Save through the environment's saver, building it on first use."""
+        with self._lock:
+            if self._saver is None:
+                self._saver = saver_from_env()
+        return self._saver.save(source, job=job, mime_type=mime_type)

@@ -17,8 +17,8 @@ import requests
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.assets import AssetSaver, Base64Data, SavedAsset, saver_from_env
-from connectors.errors import ConnectorError, configuration_error
+from connectors.assets import AssetSaver, Base64Data, LazyAssetSaver, SavedAsset
+from connectors.errors import ConnectorError, configuration_error, require_secret
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
 from connectors.protocol.http import ApiKeyHeaderAuth, HTTPConnector, HttpRequest, Timeouts
@@ -100,25 +100,13 @@ class GeminiConnector(HTTPConnector):
         **kwargs: Any,
     ) -> None:
         self.settings = settings or _settings()
-        key = self.settings.api_key
-        if key is None or not key.get_secret_value().strip():
-            raise configuration_error(
-                "GEMINI_API_KEY is required but not set in the worker's environment",
-                variables=["GEMINI_API_KEY"],
-                service=self.service_type,
-            )
-        self._assets = assets  # built on first use: a text reply rarely needs storage
+        key = require_secret(self.settings.api_key, "GEMINI_API_KEY", service=self.service_type)
+        # Built from CLOUD_STORAGE_* on first save: a text reply never needs storage.
+        self.assets: AssetSaver = assets or LazyAssetSaver()
         self.image_fetcher = image_fetcher or InputImageFetcher()
         kwargs.setdefault("timeouts", Timeouts(connect=10.0, read=self.settings.timeout))
-        auth = ApiKeyHeaderAuth("x-goog-api-key", key.get_secret_value())
+        auth = ApiKeyHeaderAuth("x-goog-api-key", key)
         super().__init__(base_url=self.settings.base_url, auth=auth, **kwargs)
-
-    @property
-    def assets(self) -> AssetSaver:
-        """The asset saver (CLOUD_STORAGE_* settings unless one was passed in)."""
-        if self._assets is None:
-            self._assets = saver_from_env()
-        return self._assets
 
     def model_for(self, payload: GeminiTextPayload) -> str:
         """The payload's model, else this service's default from the settings."""

@@ -14,8 +14,8 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.assets import AssetSaver, RemoteUrl, SavedAsset, saver_from_env
-from connectors.errors import ConnectorError, FailureReason, FailureType, configuration_error
+from connectors.assets import AssetSaver, LazyAssetSaver, RemoteUrl, SavedAsset
+from connectors.errors import ConnectorError, FailureReason, FailureType, require_secret
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
 from connectors.protocol.http import BearerAuth, HTTPConnector, HttpRequest, Timeouts
@@ -157,25 +157,11 @@ class GlifConnector(HTTPConnector):
 
     def __init__(self, settings: GlifSettings | None = None, **kwargs: Any) -> None:
         self.settings = settings or GlifSettings()
-        token = self.settings.api_token
-        if token is None or not token.get_secret_value().strip():
-            raise configuration_error(
-                "GLIF_API_TOKEN is required but not set in the worker's environment",
-                variables=["GLIF_API_TOKEN"],
-                service=self.service_type,
-            )
-        self._assets: AssetSaver | None = kwargs.pop("assets", None)
+        token = require_secret(self.settings.api_token, "GLIF_API_TOKEN", service=self.service_type)
+        # Built from CLOUD_STORAGE_* on first save, so constructing a connector is free.
+        self.assets: AssetSaver = kwargs.pop("assets", None) or LazyAssetSaver()
         kwargs.setdefault("timeouts", Timeouts(connect=10.0, read=self.settings.timeout_seconds))
-        super().__init__(
-            base_url=self.settings.base_url, auth=BearerAuth(token.get_secret_value()), **kwargs
-        )
-
-    @property
-    def assets(self) -> AssetSaver:
-        """The asset saver (from CLOUD_STORAGE_* on first use, so building a connector is free)."""
-        if self._assets is None:
-            self._assets = saver_from_env()
-        return self._assets
+        super().__init__(base_url=self.settings.base_url, auth=BearerAuth(token), **kwargs)
 
     def build_request(self, job: JobData) -> HttpRequest:
         payload = self._payload(job)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,18 +19,15 @@ import requests
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.assets import AssetSaver, AssetSource, SavedAsset, saver_from_env
 from connectors.assets.mime import mime_from_magic
 from connectors.classify import Classification, should_retry_header
-from connectors.errors import ConnectorError, FailureReason, FailureType, configuration_error
+from connectors.errors import ConnectorError, FailureReason, FailureType, require_secret
 from connectors.health import HealthCheckCapabilities
-from connectors.models import JobData
 from connectors.protocol.http import BearerAuth, HTTPConnector, Timeouts
 
 __all__ = [
     "BASE64_REMOVED",
     "OPENAI_CAPABILITIES",
-    "LazyAssetSaver",
     "OpenAIAuth",
     "OpenAISettings",
     "classify_openai_error",
@@ -101,33 +97,10 @@ def connector_kwargs(
     settings: OpenAISettings, service: str, read_timeout: float, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """HTTPConnector keyword arguments from settings; a missing key is a configuration_error."""
-    key = settings.api_key.get_secret_value().strip() if settings.api_key else ""
-    if not key:
-        raise configuration_error(
-            "OPENAI_API_KEY is required but not set in the worker's environment",
-            variables=["OPENAI_API_KEY"],
-            service=service,
-        )
+    key = require_secret(settings.api_key, "OPENAI_API_KEY", service=service)
     kwargs.setdefault("timeouts", Timeouts(connect=10.0, read=read_timeout))
     auth = OpenAIAuth(key, settings.organization, settings.project)
     return {"base_url": settings.base_url, "auth": auth, **kwargs}
-
-
-class LazyAssetSaver:
-    """An AssetSaver that builds `saver_from_env()` on first save, so constructing never does."""
-
-    def __init__(self) -> None:
-        self._saver: AssetSaver | None = None
-        self._lock = threading.Lock()
-
-    def save(
-        self, source: AssetSource, *, job: JobData, mime_type: str | None = None
-    ) -> SavedAsset:
-        """Save through the environment's saver, building it on first use."""
-        with self._lock:
-            if self._saver is None:
-                self._saver = saver_from_env()
-        return self._saver.save(source, job=job, mime_type=mime_type)
 
 
 def probe_models(connector: HTTPConnector) -> bool:

@@ -14,14 +14,13 @@ from typing import Any, ClassVar, Literal
 import requests
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from connectors.assets import AssetSaver, Base64Data
+from connectors.assets import AssetSaver, Base64Data, LazyAssetSaver
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, OutputFile, ServiceMetadata
 from connectors.protocol.http import HTTPConnector, HttpRequest
 from connectors.services.openai_common import (
     OPENAI_CAPABILITIES,
-    LazyAssetSaver,
     OpenAISettings,
     connector_kwargs,
     image_mime,

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import requests
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 
-from connectors.assets import AssetSaver, Base64Data, SavedAsset
+from connectors.assets import AssetSaver, Base64Data, LazyAssetSaver, SavedAsset
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
@@ -23,7 +23,6 @@ from connectors.protocol.http import HttpRequest
 from connectors.protocol.polling import PollingHTTPConnector, PollPolicy, PollStatus
 from connectors.services.openai_common import (
     OPENAI_CAPABILITIES,
-    LazyAssetSaver,
     OpenAISettings,
     connector_kwargs,
     image_mime,

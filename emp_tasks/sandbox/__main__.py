@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from emp_tasks.sandbox.gemini import GeminiEmulator
 from emp_tasks.sandbox.glif import GlifEmulator
 from emp_tasks.sandbox.openai import OpenAIEmulator
 from emp_tasks.sandbox.server import EmulatorServer
@@ -22,6 +23,7 @@ from emp_tasks.sandbox.server import EmulatorServer
 __all__ = ["EMULATORS", "main"]
 
 EMULATORS: dict[str, Callable[..., EmulatorServer]] = {
+    "gemini": GeminiEmulator,
     "glif": GlifEmulator,
     "openai": OpenAIEmulator,
 }

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery.result import AsyncResult
 
 import emp_tasks
 from connectors.errors import ConnectorError
@@ -16,56 +14,12 @@ from emp_tasks import tasks
 from emp_tasks.sandbox.faults import Fault
 from emp_tasks.sandbox.glif import GlifEmulator
 from tests.integration.conftest import TOKEN
+from tests.integration.helpers import EventCollector, finish, provider_calls
 from tests.integration.processes import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("redis_glif_worker")]
 
 IMAGE = {"workflow_id": "sandbox-image", "inputs": ["a friendly oval robot"]}
-
-
-def provider_calls(emulator: GlifEmulator) -> list[Any]:
-    return [c for c in emulator.calls() if c.kind == "provider"]
-
-
-def finish(result: AsyncResult, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while not result.ready():
-        assert time.monotonic() < deadline, f"job {result.id} did not finish"
-        time.sleep(0.05)
-    return emp_tasks.job_record(result.id)
-
-
-class EventCollector:
-    """Collects job events from the broker in a background thread."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.ready = threading.Event()
-        self.receiver: Any = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with emp_tasks.app.connection_for_read() as conn:
-            self.receiver = emp_tasks.app.events.Receiver(conn, handlers={"*": self.events.append})
-            self.ready.set()
-            self.receiver.capture(limit=None, timeout=None, wakeup=False)
-
-    def __enter__(self) -> EventCollector:
-        self.thread.start()
-        self.ready.wait(10)
-        time.sleep(0.3)  # the receiver's queue is bound once capture() starts consuming
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.receiver.should_stop = True
-        self.thread.join(5)
-
-    def for_job(self, job_id: str) -> list[str]:
-        return [
-            e["type"].removeprefix("task-")
-            for e in self.events
-            if e.get("uuid") == job_id or e.get("job_id") == job_id
-        ]
 
 
 @pytest.fixture

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.result import AsyncResult
 
 import emp_tasks
 from connectors.errors import ConnectorError
 from emp_tasks.sandbox.gemini import GeminiEmulator
 from emp_tasks.sandbox.png import make_png, read_png_size
-from emp_tasks.sandbox.server import CallRecord
 from tests.conftest import REDIS_URL
+from tests.integration.helpers import finish, provider_calls
 from tests.integration.processes import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -72,19 +71,6 @@ def payload(service: str, prompt: str, emulator: GeminiEmulator) -> dict[str, An
     if service == "gemini_image":
         return {"prompt": prompt, "aspect_ratio": "16:9"}
     return {"prompt": prompt}
-
-
-def provider_calls(emulator: GeminiEmulator) -> list[CallRecord]:
-    return [c for c in emulator.calls() if c.kind == "provider"]
-
-
-def finish(result: AsyncResult, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while not result.ready():
-        assert time.monotonic() < deadline, f"job {result.id} did not finish"
-        time.sleep(0.05)
-    record: dict[str, Any] = emp_tasks.job_record(result.id)
-    return record
 
 
 def assert_png_saved(record: dict[str, Any], asset_dir: Path) -> bytes:

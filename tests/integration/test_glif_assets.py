@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import emp_tasks
 from emp_tasks.sandbox.glif import GlifEmulator
 from tests.conftest import REDIS_URL, free_port
 from tests.integration.conftest import glif_env
+from tests.integration.helpers import finish
 from tests.integration.processes import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -70,14 +70,6 @@ def s3_worker(
     worker = WorkerProcess(env, log, name="s3").start()
     yield worker
     worker.stop()
-
-
-def finish(result: Any, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while not result.ready():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return emp_tasks.job_record(result.id)
 
 
 def test_image_output_lands_in_the_bucket_and_the_result_points_at_it(

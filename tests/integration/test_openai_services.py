@@ -22,8 +22,8 @@ from emp_tasks.sandbox.faults import Fault
 from emp_tasks.sandbox.openai import OpenAIEmulator
 from emp_tasks.sandbox.png import read_png_size
 from tests.conftest import REDIS_URL
+from tests.integration.helpers import EventCollector, finish
 from tests.integration.processes import RedisServer, WorkerProcess
-from tests.integration.test_celery_redis import EventCollector, finish
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("openai_worker")]
 

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
-from connectors.assets import AssetSaver, AssetSource, Base64Data, SavedAsset
+from connectors.assets import AssetSaver, AssetSource, Base64Data, LazyAssetSaver, SavedAsset
 from connectors.base import BaseConnector
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult
 from connectors.protocol.polling import PollPolicy
 from connectors.services.openai_common import (
     BASE64_REMOVED,
-    LazyAssetSaver,
     OpenAISettings,
     classify_openai_error,
     image_mime,
