@@ -1,10 +1,11 @@
 """The offline showcase behind `emp-tasks demo` (run as `python -m emp_tasks.demo`).
 
-It starts the Glif emulator and one Celery worker on the embedded default broker, submits four
-jobs that show the contract - a success with its image saved, a rate limit honoured and then a
-success, a workflow error that fails at once, a rejected token that fails at once - prints
-progress and a final table, stops everything it started, and exits 0 only if every job ended the
-way it should.
+It starts the Glif, OpenAI and Gemini emulators and one Celery worker on the embedded default
+broker, then submits jobs that show the contract: a Glif image saved to storage, a rate limit
+honoured and then a success, a workflow error and a rejected token that fail at once, one job of
+each OpenAI and Gemini kind, and an OpenAI 429 that means "out of credits" (not retried). It
+prints progress and a final table, stops everything it started, and exits 0 only if every job
+ended the way it should.
 """
 
 from __future__ import annotations
@@ -19,52 +20,102 @@ from pathlib import Path
 from typing import Any
 
 from emp_tasks.sandbox.faults import Fault
+from emp_tasks.sandbox.gemini import GeminiEmulator
 from emp_tasks.sandbox.glif import GlifEmulator
+from emp_tasks.sandbox.openai import OpenAIEmulator
+from emp_tasks.sandbox.png import make_png
+from emp_tasks.sandbox.server import EmulatorServer
 
 __all__ = ["DemoJob", "main"]
+
+TOKEN = "sandbox-token"
+QUEUES = "glif,openai_text,openai_responses,openai_image,gemini_text,gemini_image,gemini_image_edit"
 
 
 @dataclass(frozen=True)
 class DemoJob:
-    """One showcase job: its payload, the fault the emulator injects, and the expected end."""
+    """One showcase job: where it goes, the fault its emulator injects, and how it must end."""
 
     label: str
+    service: str
     payload: dict[str, Any]
-    fault: Fault | None
     expect_status: str
     expect_attempts: int
+    fault: Fault | None = None
+    match: tuple[str, str] | None = None  # (emulator request attribute, value) the fault matches
 
 
-JOBS = (
-    DemoJob(
-        "image job",
-        {"workflow_id": "sandbox-image", "inputs": ["a friendly oval robot"]},
-        None,
-        "completed",
-        1,
-    ),
-    DemoJob(
-        "rate-limited, then ok",
-        {"workflow_id": "sandbox-text", "inputs": ["robots"]},
-        Fault("rate_limit", retry_after=2),
-        "completed",
-        2,
-    ),
-    DemoJob(
-        "workflow error",
-        {"workflow_id": "sandbox-json", "inputs": []},
-        Fault("invalid_workflow"),
-        "failed",
-        1,
-    ),
-    DemoJob(
-        "bad token",
-        {"workflow_id": "sandbox-html", "inputs": []},
-        Fault("unauthorized"),
-        "failed",
-        1,
-    ),
-)
+def _jobs(gemini: GeminiEmulator) -> tuple[DemoJob, ...]:
+    image_tool = {"type": "image_generation", "size": "256x256"}
+    return (
+        DemoJob(
+            "glif image",
+            "glif",
+            {"workflow_id": "sandbox-image", "inputs": ["a robot"]},
+            "completed",
+            1,
+        ),
+        DemoJob(
+            "glif rate-limited, then ok",
+            "glif",
+            {"workflow_id": "sandbox-text", "inputs": ["robots"]},
+            "completed",
+            2,
+            Fault("rate_limit", retry_after=2),
+            ("workflow_id", "sandbox-text"),
+        ),
+        DemoJob(
+            "glif workflow error",
+            "glif",
+            {"workflow_id": "sandbox-json", "inputs": []},
+            "failed",
+            1,
+            Fault("invalid_workflow"),
+            ("workflow_id", "sandbox-json"),
+        ),
+        DemoJob(
+            "glif bad token",
+            "glif",
+            {"workflow_id": "sandbox-html", "inputs": []},
+            "failed",
+            1,
+            Fault("unauthorized"),
+            ("workflow_id", "sandbox-html"),
+        ),
+        DemoJob("openai_text (streamed)", "openai_text", {"prompt": "Say hello"}, "completed", 1),
+        DemoJob(
+            "openai_responses image",
+            "openai_responses",
+            {"input": "draw a fox", "tools": [image_tool]},
+            "completed",
+            1,
+        ),
+        DemoJob(
+            "openai_image",
+            "openai_image",
+            {"prompt": "a red fox", "size": "256x256"},
+            "completed",
+            1,
+        ),
+        DemoJob(
+            "openai out of credits",
+            "openai_text",
+            {"prompt": "one more"},
+            "failed",
+            1,
+            Fault("insufficient_quota"),
+            ("prompt", "one more"),
+        ),
+        DemoJob("gemini_text", "gemini_text", {"prompt": "Name a colour"}, "completed", 1),
+        DemoJob("gemini_image", "gemini_image", {"prompt": "a lighthouse"}, "completed", 1),
+        DemoJob(
+            "gem-nano-banana (edit)",
+            "gem-nano-banana",
+            {"prompt": "make it blue", "image_url": gemini.file_url("input.png")},
+            "completed",
+            1,
+        ),
+    )
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -76,16 +127,16 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         "emp_tasks",
         "worker",
         "-Q",
-        "glif",
+        QUEUES,
         "-P",
         "threads",
         "-c",
-        "4",
+        "8",
         "-E",
         "-l",
         "info",
         "-n",
-        "demo-glif@%h",
+        "demo@%h",
     ]
     with log.open("wb") as out:  # the worker's own log, kept out of the showcase's output
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -110,14 +161,14 @@ def _watch(ids: dict[str, DemoJob], timeout: float) -> dict[str, dict[str, Any]]
         for job_id, job in ids.items():
             if records.get(job_id, {}).get("status") in ("completed", "failed"):
                 continue
-            record = job_record(job_id, "glif")
+            record = job_record(job_id)
             record["wall_seconds"] = time.monotonic() - started
             records[job_id] = record
             pct = (record.get("progress") or {}).get("progress")
             line = f"{record['status']}" + (f" {pct:.0f}%" if pct is not None else "")
             if shown.get(job_id) != line:
                 shown[job_id] = line
-                print(f"  {job.label:<24} {line}", flush=True)
+                print(f"  {job.label:<28} {line}", flush=True)
         if all(r["status"] in ("completed", "failed") for r in records.values()):
             break
         time.sleep(0.2)
@@ -125,18 +176,17 @@ def _watch(ids: dict[str, DemoJob], timeout: float) -> dict[str, dict[str, Any]]
 
 
 def _table(ids: dict[str, DemoJob], records: dict[str, dict[str, Any]], elapsed: float) -> bool:
-    print(f"\n{'job':<24} {'status':<10} {'attempts':>8}  {'failure type':<18} {'time':>6}")
-    print("-" * 72)
+    print(f"\n{'job':<28} {'status':<10} {'attempts':>8}  {'failure type':<18} {'time':>6}")
+    print("-" * 76)
     ok = True
     for job_id, job in ids.items():
         rec = records[job_id]
         failure = (rec.get("error") or {}).get("failure_type") or "-"
-        took = f"{rec['wall_seconds']:.1f}s"
         good = rec["status"] == job.expect_status and rec["attempts"] == job.expect_attempts
         ok = ok and good
         print(
-            f"{job.label:<24} {rec['status']:<10} {rec['attempts']!s:>8}  {failure:<18} "
-            f"{took:>6}{'' if good else '  <- unexpected'}"
+            f"{job.label:<28} {rec['status']:<10} {rec['attempts']!s:>8}  {failure:<18} "
+            f"{rec['wall_seconds']:5.1f}s{'' if good else '  <- unexpected'}"
         )
     print(f"\nall jobs done in {elapsed:.1f}s")
     return ok
@@ -144,48 +194,73 @@ def _table(ids: dict[str, DemoJob], records: dict[str, dict[str, Any]], elapsed:
 
 def _saved(records: dict[str, dict[str, Any]]) -> None:
     for rec in records.values():
-        data = (rec.get("result") or {}).get("data") or {}
-        if data.get("content_type") == "image":
-            print(f"image saved at: {data.get('image_url')}")
+        for saved in (rec.get("result") or {}).get("output_files") or []:
+            print(f"saved: {saved['metadata']['url']}")
+
+
+def _environment(
+    var: Path, glif: EmulatorServer, openai: EmulatorServer, gemini: EmulatorServer
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "EMP_VAR_DIR": str(var.resolve()),
+        "GLIF_API_TOKEN": TOKEN,
+        "GLIF_BASE_URL": glif.url,
+        "GLIF_RETRY_DELAY_SECONDS": "1",
+        "OPENAI_API_KEY": TOKEN,
+        "OPENAI_BASE_URL": f"{openai.url}/v1",
+        "OPENAI_RETRY_DELAY_SECONDS": "1",
+        "OPENAI_RESPONSES_POLL_INTERVAL_SECONDS": "0.5",
+        "GEMINI_API_KEY": TOKEN,
+        "GEMINI_BASE_URL": f"{gemini.url}/v1beta",
+        "CLOUD_STORAGE_PROVIDER": "local",
+        "CLOUD_STORAGE_LOCAL_DIR": str(var / "assets"),
+        "ASSET_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
+    }
+
+
+def _inject(job: DemoJob, emulators: dict[str, EmulatorServer]) -> None:
+    if job.fault is not None and job.match is not None:
+        provider = next(name for name in emulators if job.service.startswith(name))
+        emulators[provider].queue_faults([job.fault], match={job.match[0]: job.match[1]})
 
 
 def main() -> int:
     var = Path(os.environ.get("EMP_VAR_DIR") or "var/demo")
     shutil.rmtree(var / "broker", ignore_errors=True)  # no jobs left over from an earlier run
     var.mkdir(parents=True, exist_ok=True)
-    emulator = GlifEmulator(latency=0.8).start()  # slow enough to watch progress
-    env = {
-        **os.environ,
-        "GLIF_API_TOKEN": "sandbox-token",
-        "GLIF_BASE_URL": emulator.url,
-        "GLIF_RETRY_DELAY_SECONDS": "1",
-        "CLOUD_STORAGE_PROVIDER": "local",
-        "ASSET_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
-        "EMP_VAR_DIR": str(var.resolve()),
+    emulators: dict[str, EmulatorServer] = {
+        "glif": GlifEmulator(tokens=(TOKEN,), latency=0.8).start(),  # slow enough to watch
+        "openai": OpenAIEmulator(tokens=(TOKEN,)).start(),
+        "gemini": GeminiEmulator(tokens=(TOKEN,)).start(),
     }
+    gemini = emulators["gemini"]
+    assert isinstance(gemini, GeminiEmulator)
+    gemini.add_file("input.png", make_png("demo-input", 64, 64), "image/png")
+    env = _environment(var, emulators["glif"], emulators["openai"], gemini)
     os.environ.update(env)
     import emp_tasks  # after EMP_VAR_DIR is set: the embedded broker lives there
 
-    print(f"Glif emulator at {emulator.url}; starting a worker on queue 'glif' ...", flush=True)
     log = var / "worker.log"
+    print("Emulators: " + ", ".join(f"{n} {e.url}" for n, e in emulators.items()), flush=True)
+    print(f"Starting one worker on queues {QUEUES} ...", flush=True)
     proc = _worker(env, log)
     try:
         started = time.monotonic()
-        ids = {}
-        for job in JOBS:
-            if job.fault is not None:
-                emulator.queue_faults(
-                    [job.fault], match={"workflow_id": job.payload["workflow_id"]}
-                )
-            ids[emp_tasks.submit("glif", job.payload).id] = job
+        ids: dict[str, DemoJob] = {}
+        for job in _jobs(gemini):
+            _inject(job, emulators)
+            ids[emp_tasks.submit(job.service, job.payload).id] = job
         records = _watch(ids, timeout=90)
         ok = _table(ids, records, time.monotonic() - started)
         _saved(records)
-        print(f"provider calls made: {len(emulator.calls())}; worker log: {log}")
+        calls = sum(len(e.calls()) for e in emulators.values())
+        print(f"provider calls made: {calls}; worker log: {log}")
         return 0 if ok else 1
     finally:
         _stop(proc)
-        emulator.stop()
+        for emulator in emulators.values():
+            emulator.stop()
 
 
 if __name__ == "__main__":
