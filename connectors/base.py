@@ -12,7 +12,7 @@ import abc
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal, final
+from typing import Any, ClassVar, Literal, TypeVar, final
 
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +25,7 @@ __all__ = ["BaseConnector", "ConnectorStatus", "payload_error"]
 
 log = logging.getLogger(__name__)
 
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
 ConnectorStatus = Literal["starting", "idle", "active", "error", "offline"]
 # Final methods and the hook a subclass implements instead.
 _FINAL = {"process_job": "process_job_impl", "check_health": "health_probe"}
@@ -84,6 +85,13 @@ class BaseConnector(abc.ABC):
             return cls.payload_model.model_validate(dict(payload))
         except ValidationError as exc:
             raise payload_error(exc, service=cls.service_type) from None
+
+    def parse_payload(self, job: JobData, model: type[PayloadT]) -> PayloadT:
+        """The job's payload validated as this connector's `payload_model` (which is `model`)."""
+        payload = self.validate_payload(job.payload)
+        if not isinstance(payload, model):
+            raise TypeError(f"{type(self).__name__}.payload_model is not {model.__name__}")
+        return payload
 
     @final
     def process_job(self, job: JobData, progress: ProgressCallback | None = None) -> JobResult:

@@ -162,9 +162,7 @@ class GeminiConnector(HTTPConnector):
     # -- helpers ------------------------------------------------------------------------
 
     def _payload(self, job: JobData) -> GeminiTextPayload:
-        payload = self.validate_payload(job.payload)
-        assert isinstance(payload, GeminiTextPayload)  # every payload_model here is one
-        return payload
+        return self.parse_payload(job, GeminiTextPayload)
 
     def _failure(self, found: GeminiFailure, context: dict[str, Any]) -> ConnectorError:
         return ConnectorError(

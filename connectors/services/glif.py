@@ -219,9 +219,7 @@ class GlifConnector(HTTPConnector):
         return saved
 
     def _payload(self, job: JobData) -> GlifPayload:
-        payload = self.validate_payload(job.payload)
-        assert isinstance(payload, GlifPayload)  # payload_model is GlifPayload
-        return payload
+        return self.parse_payload(job, GlifPayload)
 
     def _workflow_error(
         self, message: str, payload: GlifPayload, body: dict[str, Any]

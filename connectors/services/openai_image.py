@@ -78,9 +78,7 @@ class OpenAIImageConnector(HTTPConnector):
         super().__init__(**connector_kwargs(self.settings, self.service_type, read, kwargs))
 
     def _payload(self, job: JobData) -> OpenAIImagePayload:
-        payload = self.validate_payload(job.payload)
-        assert isinstance(payload, OpenAIImagePayload)  # payload_model says so
-        return payload
+        return self.parse_payload(job, OpenAIImagePayload)
 
     def build_request(self, job: JobData) -> HttpRequest:
         body = self._payload(job).body(self.settings.image_model)

@@ -124,9 +124,7 @@ class OpenAIResponsesConnector(PollingHTTPConnector):
         super().__init__(**connector_kwargs(self.settings, self.service_type, read, kwargs))
 
     def _payload(self, job: JobData) -> OpenAIResponsesPayload:
-        payload = self.validate_payload(job.payload)
-        assert isinstance(payload, OpenAIResponsesPayload)  # payload_model says so
-        return payload
+        return self.parse_payload(job, OpenAIResponsesPayload)
 
     def build_request(self, job: JobData) -> HttpRequest:
         body = request_body(self._payload(job), self.settings.responses_model)

@@ -131,9 +131,7 @@ class OpenAITextConnector(StreamingHTTPConnector[TextStream]):
         )
 
     def _payload(self, job: JobData) -> OpenAITextPayload:
-        payload = self.validate_payload(job.payload)
-        assert isinstance(payload, OpenAITextPayload)  # payload_model is OpenAITextPayload
-        return payload
+        return self.parse_payload(job, OpenAITextPayload)
 
     def build_request(self, job: JobData) -> HttpRequest:
         payload = self._payload(job)
