@@ -163,6 +163,19 @@ _DNS = re.compile(
 )
 
 
+_PROGRAMMING_ERRORS = (
+    TypeError,
+    ValueError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    AssertionError,
+    NameError,
+    NotImplementedError,
+    ArithmeticError,
+)
+
+
 def _classify_exception(exc: BaseException) -> Classification | None:
     names = [cls.__name__ for cls in type(exc).__mro__]
     for name, found in _EXCEPTION_NAMES:
@@ -172,6 +185,10 @@ def _classify_exception(exc: BaseException) -> Classification | None:
             return found
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
         return _c(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT)
+    if isinstance(exc, _PROGRAMMING_ERRORS):
+        # A bug in our own code: its text ("invalid literal for int()") is not a provider's
+        # verdict, and the same payload would hit it again, so it is not retried.
+        return _c(T.SYSTEM_ERROR, R.INTERNAL_ERROR, retryable=False)
     return None
 
 

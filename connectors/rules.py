@@ -5,7 +5,10 @@ Fixes, each covered by a test:
   timeout (the original said network_error) and "connection timed out" is a timeout;
 - "token" alone no longer means auth: only credential phrases do, so "max tokens exceeded" is
   a validation error about the request size, not an expired token;
-- out-of-credits / billing messages are resource_limit/insufficient_credits, not a rate limit.
+- out-of-credits / billing messages are resource_limit/insufficient_credits, not a rate limit;
+- billing and rate-limit phrases are checked before refusal words, so "too many requests: your
+  IP is temporarily blocked" is a (retryable) rate limit, not a refusal; "405 Method Not
+  Allowed" is not a refusal either.
 """
 
 from __future__ import annotations
@@ -56,6 +59,33 @@ _CREDENTIAL = (
 )
 
 RULES: tuple[Rule, ...] = (
+    # Billing and rate limits first: their phrases are unambiguous, while refusal words
+    # ("blocked", "not allowed") also appear in them ("your IP is temporarily blocked").
+    Rule(
+        T.RESOURCE_LIMIT,
+        _rx(
+            r"insufficient[ _]credits?",
+            r"insufficient_quota",
+            r"out of credits",
+            r"not enough credits",
+            r"credit balance",
+            r"billing",
+            r"payment required",
+        ),
+        (),
+        R.INSUFFICIENT_CREDITS,
+    ),
+    Rule(
+        T.RATE_LIMIT,
+        _rx(r"rate[ _-]?limit", r"quota", r"too many requests"),
+        (
+            (r"daily|per ?day|quota", R.DAILY_QUOTA_EXCEEDED),
+            (r"concurrent", R.CONCURRENT_REQUESTS),
+            (r"token", R.TOKENS_PER_MINUTE),
+        ),
+        R.REQUESTS_PER_MINUTE,
+        frozenset({429}),
+    ),
     Rule(
         T.GENERATION_REFUSAL,
         _rx(
@@ -66,7 +96,7 @@ RULES: tuple[Rule, ...] = (
             r"policy violation",
             r"content policy",
             r"inappropriate",
-            r"not allowed",
+            r"(?<!method )not allowed",
             r"^(?!.*connect).*\brefused\b",
             r"declined",
             r"safety",
@@ -101,31 +131,6 @@ RULES: tuple[Rule, ...] = (
         ),
         R.INVALID_API_KEY,
         frozenset({401, 403}),
-    ),
-    Rule(
-        T.RESOURCE_LIMIT,
-        _rx(
-            r"insufficient[ _]credits?",
-            r"insufficient_quota",
-            r"out of credits",
-            r"not enough credits",
-            r"credit balance",
-            r"billing",
-            r"payment required",
-        ),
-        (),
-        R.INSUFFICIENT_CREDITS,
-    ),
-    Rule(
-        T.RATE_LIMIT,
-        _rx(r"rate[ _-]?limit", r"quota", r"too many requests"),
-        (
-            (r"daily|per ?day|quota", R.DAILY_QUOTA_EXCEEDED),
-            (r"concurrent", R.CONCURRENT_REQUESTS),
-            (r"token", R.TOKENS_PER_MINUTE),
-        ),
-        R.REQUESTS_PER_MINUTE,
-        frozenset({429}),
     ),
     Rule(
         T.TIMEOUT,

@@ -79,7 +79,8 @@ class GlifPayload(BaseModel):
 # The record's matrix, first match wins: (pattern, type, reason, retryable).
 _GLIF_ERRORS: tuple[tuple[str, FailureType, FailureReason, bool], ...] = (
     (
-        r"insufficient credits|not enough credits|out of credits|quota exceeded|credit",
+        # Not a bare "credit": "0 credits left this minute" is a rate limit, and must retry.
+        r"insufficient credits|not enough credits|out of credits|quota exceeded",
         T.RESOURCE_LIMIT,
         R.INSUFFICIENT_CREDITS,
         False,

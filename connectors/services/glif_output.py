@@ -44,8 +44,9 @@ def _infer_kind(output: Any) -> str:
 
 
 def _missing(kind: str, body: dict[str, Any], service: str) -> ConnectorError:
+    what = f"a {kind} output but sent no URL for it" if kind else "success but sent no output"
     return ConnectorError(
-        f"Glif reported a {kind} output but sent no URL for it",
+        f"Glif reported {what}",
         failure_type=FailureType.RESPONSE_ERROR,
         failure_reason=FailureReason.MISSING_EXPECTED_DATA,
         service=service,
@@ -60,6 +61,10 @@ def glif_output(body: dict[str, Any], service: str = "glif") -> dict[str, Any]:
     value = full.get("value", output) if full else output
     if value is None:
         value = output
+    if value is None:
+        # A 200 with neither `output` nor `outputFull.value` is not a result: the run was paid
+        # for and produced nothing, so it must not show as a success.
+        raise _missing("", body, service)
     kind = str(full.get("type") or "").lower() if full else ""
     if kind not in CONTENT_TYPES:
         kind = _infer_kind(value)

@@ -172,12 +172,21 @@ def test_arbitrary_exception_becomes_a_connector_error_with_its_cause() -> None:
 
 def test_unclassifiable_exception_is_a_retryable_unknown_error() -> None:
     with pytest.raises(ConnectorError) as info:
-        EchoConnector(raise_(KeyError("images"))).process_job(JOB)
+        EchoConnector(raise_(RuntimeError("something odd"))).process_job(JOB)
     assert (info.value.failure_type, info.value.failure_reason) == (
         FailureType.SYSTEM_ERROR,
         FailureReason.UNKNOWN_ERROR,
     )
     assert info.value.retryable is True
+
+
+def test_a_bug_in_connector_code_is_a_non_retryable_internal_error() -> None:
+    with pytest.raises(ConnectorError) as info:
+        EchoConnector(raise_(KeyError("images"))).process_job(JOB)
+    assert (info.value.failure_reason, info.value.retryable) == (
+        FailureReason.INTERNAL_ERROR,
+        False,
+    )
 
 
 def test_connector_error_passes_through_unchanged_with_service_attached() -> None:

@@ -245,7 +245,10 @@ REFUSED_MESSAGE = (
         (SoftTimeLimitExceeded(), T.TIMEOUT, R.JOB_TIMEOUT, True),
         (ConnectionResetError("peer reset"), T.NETWORK_ERROR, R.CONNECTION_FAILED, True),
         (TimeoutError("timed out"), T.TIMEOUT, R.NETWORK_TIMEOUT, True),
-        (ValueError("boom"), T.SYSTEM_ERROR, R.UNKNOWN_ERROR, True),
+        # our own bugs: not the provider's verdict, and the same payload would hit them again
+        (ValueError("invalid literal for int()"), T.SYSTEM_ERROR, R.INTERNAL_ERROR, False),
+        (KeyError("images"), T.SYSTEM_ERROR, R.INTERNAL_ERROR, False),
+        (RuntimeError("boom"), T.SYSTEM_ERROR, R.UNKNOWN_ERROR, True),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
 )

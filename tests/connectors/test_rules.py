@@ -189,3 +189,19 @@ def test_status_403_forces_insufficient_permissions_within_auth() -> None:
         T.AUTH_ERROR,
         R.INSUFFICIENT_PERMISSIONS,
     )
+
+
+@pytest.mark.parametrize(
+    ("message", "failure_type"),
+    [
+        ("Too many requests: your IP has been temporarily blocked", FailureType.RATE_LIMIT),
+        ("Rate limit reached; requests blocked for 20s", FailureType.RATE_LIMIT),
+        ("405 Method Not Allowed", FailureType.SYSTEM_ERROR),
+        ("Payment required: billing hard limit reached", FailureType.RESOURCE_LIMIT),
+        ("Your request was blocked by the safety system", FailureType.GENERATION_REFUSAL),
+    ],
+)
+def test_rate_limit_and_billing_phrases_win_over_refusal_words(
+    message: str, failure_type: FailureType
+) -> None:
+    assert classify_message(message)[0] is failure_type

@@ -625,10 +625,45 @@ def test_unknown_output_full_type_falls_back_to_inference() -> None:
     assert result.data["content_type"] == "image"
 
 
-def test_null_output_is_empty_text() -> None:
-    result = run(json_reply({"output": None}))
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"id": "wf"},
+        {"output": None},
+        {"error": "", "output": None},
+        {"output": None, "outputFull": None},
+        {"output": None, "outputFull": {"type": "TEXT"}},
+    ],
+)
+def test_a_reply_without_any_output_is_not_a_success(body: dict[str, Any]) -> None:
+    error, _ = fail(json_reply(body))
+    assert (error.failure_type, error.failure_reason, error.retryable) == (
+        T.RESPONSE_ERROR,
+        R.MISSING_EXPECTED_DATA,
+        False,
+    )
+
+
+def test_an_empty_text_output_is_still_a_result() -> None:
+    result = run(json_reply({"output": "", "outputFull": {"type": "TEXT", "value": ""}}))
     assert result.data is not None
     assert (result.data["content_type"], result.data["text"]) == ("text", "")
+
+
+@pytest.mark.parametrize(
+    ("message", "failure_type", "retryable"),
+    [
+        ("Rate limit exceeded. You have 0 credits left this minute", T.RATE_LIMIT, True),
+        ("Timeout waiting for credit service", T.TIMEOUT, True),
+        ("Insufficient credits: this run needs 2.1", T.RESOURCE_LIMIT, False),
+    ],
+)
+def test_the_word_credit_alone_does_not_mean_out_of_credits(
+    message: str, failure_type: FailureType, retryable: bool
+) -> None:
+    error, _ = fail(json_reply({"error": message}))
+    assert (error.failure_type, error.retryable) == (failure_type, retryable)
 
 
 @pytest.mark.parametrize("value", [None, ""])
