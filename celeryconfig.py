@@ -62,7 +62,8 @@ task_acks_on_timeout = True
 # Take one job at a time per worker slot; paid, slow jobs should not wait behind a busy slot.
 worker_prefetch_multiplier = 1
 # When the broker connection drops, cancel running acks_late jobs rather than let the
-# redelivered copy run in parallel with them (two paid calls for one job).
+# redelivered copy run in parallel with them (two paid calls for one job). Only a prefork pool
+# can do this: the threads pool cannot stop a running thread (Celery warns and carries on).
 worker_cancel_long_running_tasks_on_connection_loss = True
 
 # Events for Flower and `emp-tasks events`: task lifecycle plus our job events.
@@ -83,9 +84,12 @@ worker_eta_task_limit = 1000
 task_default_queue = "default"
 task_create_missing_queues = True
 
-# A job may run for its time limit (timeout x2 + 60 s, see emp_tasks.tasks) and a retry waits up
-# to the 300 s cap as an ETA message held unacked. Redis redelivers anything unacked for longer
-# than the visibility timeout, which would run a paid job twice: keep it above both, with margin.
+# A job runs for at most its time limit (timeout x2 + 60 s, see emp_tasks.tasks) and a retry
+# waits up to the 300 s cap as an ETA message held unacked. Redis redelivers anything unacked
+# for longer than the visibility timeout, which would run a paid job twice: keep it above both,
+# with margin. Celery enforces time limits in a prefork pool only; under the threads pool every
+# connector bounds itself instead (connect/read timeouts, the polling and streaming deadlines,
+# all derived from the same `timeout_seconds`), so the same arithmetic holds.
 _LONGEST_JOB = max((2 * s.timeout_seconds + 60 for s in services().values()), default=180.0)
 visibility_timeout = int(_LONGEST_JOB + 300 + 600)
 broker_transport_options: dict[str, object] = {"visibility_timeout": visibility_timeout}

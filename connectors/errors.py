@@ -275,6 +275,11 @@ class ConnectorError(Exception):
         self.context.update(redact(context))
         self.args = (self.message, self._fields())
 
+    def explain(self, note: str) -> None:
+        """Append a note to the message (kept in `args` for the result backend)."""
+        self.message = f"{self.message} ({note})"
+        self.args = (self.message, self._fields())
+
     def __str__(self) -> str:
         return self.message
 

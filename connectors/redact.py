@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "MAX_CONTEXT_CHARS",
     "REDACTED",
+    "is_secret_key",
     "redact",
     "register_secret",
     "scrub",
@@ -27,7 +28,7 @@ MAX_CONTEXT_CHARS = 2000
 
 _SECRET_KEY = re.compile(
     r"(authorization|api[_-]?key|token|secret|password|passwd|credential|signature|"
-    r"x-goog-api-key|access[_-]?key|session[_-]?key)",
+    r"x-goog-api-key|(access|session|account|storage|private)[_-]?key)",
     re.IGNORECASE,
 )
 # Keys whose names contain "token" but hold counts, not credentials (usage accounting).
@@ -65,7 +66,8 @@ def truncate(text: str, limit: int = MAX_CONTEXT_CHARS) -> str:
     return text[: limit - len(marker)] + marker
 
 
-def _is_secret_key(key: str) -> bool:
+def is_secret_key(key: str) -> bool:
+    """Whether a field name looks like it holds a credential (not a token count)."""
     return bool(_SECRET_KEY.search(key)) and not _COUNT_KEY.search(key)
 
 
@@ -83,7 +85,7 @@ def redact(value: Any, *, limit: int = MAX_CONTEXT_CHARS, _depth: int = 0) -> An
             name = str(key)
             out[name] = (
                 REDACTED
-                if _is_secret_key(name) and item
+                if is_secret_key(name) and item
                 else redact(item, limit=limit, _depth=_depth + 1)
             )
         return out

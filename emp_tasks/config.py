@@ -88,6 +88,7 @@ class ServiceSpec(BaseModel):
     retry_delay_seconds: float = Field(default=2.0, gt=0)
     timeout_seconds: float = Field(default=60.0, gt=0)
     required_env: list[str] = Field(default_factory=list)
+    saves_assets: bool = False  # its outputs go to CLOUD_STORAGE_*, checked at worker start
 
     @property
     def task_name(self) -> str:

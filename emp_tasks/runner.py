@@ -10,9 +10,10 @@ import logging
 import threading
 from typing import Any
 
-from celery import Task
+from celery import Task, signals
 
 from connectors.base import BaseConnector
+from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
 from connectors.models import JobData, JobProgress
 from emp_tasks import events as ev
@@ -45,13 +46,20 @@ class JobEvents:
     deferred progress report is sent from a timer thread.
     """
 
-    def __init__(self, task: Task, service: str, job_id: str, attempt: int) -> None:
+    def __init__(
+        self,
+        task: Task,
+        service: str,
+        job_id: str,
+        attempt: int,
+        throttle: ev.ProgressThrottle | None = None,
+    ) -> None:
         self.task = task
         self.service = service
         self.job_id = job_id
         self.attempt = attempt
         self.hostname = task.request.hostname
-        self.throttle = ev.ProgressThrottle()
+        self.throttle = throttle or ev.ProgressThrottle()
         self._lock = threading.Lock()
         self._pending: JobProgress | None = None
         self._timer: threading.Timer | None = None
@@ -70,6 +78,10 @@ class JobEvents:
                 return
             decision = self.throttle.decide(progress.progress)
             if decision == "emit":
+                # Anything still deferred is older than this report: it must not follow it.
+                self._pending = None
+                if self._timer is not None:
+                    self._timer.cancel()
                 self._emit(progress)
             elif decision == "defer":
                 self._pending = progress
@@ -105,6 +117,7 @@ class JobEvents:
 
 def _job(task: Task, spec: ServiceSpec, payload: Any, ctx: Any, metadata: Any) -> JobData:
     connector_class(spec).validate_payload(payload)
+    validate_ctx(ctx, service=spec.name)
     return JobData(
         id=str(task.request.id),
         type=spec.name,
@@ -154,8 +167,38 @@ def _fail_or_retry(
         # max_retries=None because retry_decision is the one place that bounds attempts.
         retry: BaseException = task.retry(exc=error, countdown=decision.countdown, max_retries=None)
         return retry
+    if error.retryable:
+        # Retryable but not retried (attempts spent, or a wait beyond the cap): say why in the
+        # message itself, which is what the job record and `submit --json` show.
+        error.explain(f"not retried: {decision.reason}")
     error.annotate(attempts=attempt + 1, gave_up=decision.reason)
     events.send(
         "fail_job", ev.fail_fields(spec.name, events.job_id, error, attempt + 1, decision.reason)
     )
     return error
+
+
+@signals.task_failure.connect  # type: ignore[untyped-decorator]
+def _fail_job_for_failures_outside_the_task(
+    sender: Task | None = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    **_: Any,
+) -> None:
+    """`fail_job` for failures the task body never saw (a hard time limit, a lost worker).
+
+    Every failure the body sees is already a ConnectorError with its `fail_job` sent; these come
+    from the worker's parent process under prefork, and must not end silently.
+    """
+    name = getattr(sender, "name", "") or ""
+    if not name.startswith("emp.") or exception is None or isinstance(exception, ConnectorError):
+        return
+    service = name.removeprefix("emp.")
+    error = ConnectorError.from_exception(exception, service)
+    fields = ev.fail_fields(service, str(task_id), error, 0, "failed outside the task body")
+    fields["attempts"] = None  # not known in the parent process
+    try:
+        with sender.app.events.default_dispatcher() as dispatcher:  # type: ignore[union-attr]
+            dispatcher.send(ev.EVENT_PREFIX + "fail_job", uuid=task_id, **fields)
+    except Exception:
+        log.exception("could not send fail_job for %s", task_id)

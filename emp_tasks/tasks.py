@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Task
 
+from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
 from emp_tasks.celery_app import app
 from emp_tasks.config import ServiceSpec, connector_class, services
@@ -29,6 +30,7 @@ class JobTask(Task):  # type: ignore[misc]
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         payload = (args or [None])[0] if args else (kwargs or {}).get("payload")
         connector_class(self.spec).validate_payload(payload)
+        validate_ctx((kwargs or {}).get("ctx"), service=self.spec.name)
         return super().apply_async(args, kwargs, **options)
 
 
@@ -49,6 +51,8 @@ def _make_task(spec: ServiceSpec) -> JobTask:
         base=JobTask,
         max_retries=None,  # bounded by retry_decision, not by Celery's counter
         throws=(ConnectorError,),  # expected failures: recorded, logged without a traceback
+        # Enforced by prefork pools; the threads pool ignores them, and the connectors' own
+        # timeouts and deadlines (from the same timeout_seconds) bound the job there.
         time_limit=2 * spec.timeout_seconds + 60,
         soft_time_limit=2 * spec.timeout_seconds + 30,
         spec=spec,

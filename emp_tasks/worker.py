@@ -13,6 +13,8 @@ from typing import Any
 
 from celery import signals
 
+from connectors.assets import saver_from_env
+from connectors.errors import ConnectorError
 from emp_tasks.config import ServiceSpec, missing_env, services
 
 __all__ = ["check_environment", "services_for_queues", "worker_argv"]
@@ -25,15 +27,23 @@ def services_for_queues(queues: Iterable[str] | None) -> list[ServiceSpec]:
 
 
 def check_environment(specs: Iterable[ServiceSpec], env: Mapping[str, str] | None = None) -> str:
-    """An empty string when every required variable is set, else the one-line complaint."""
+    """An empty string when the services can run here, else the one-line complaint."""
+    specs = list(specs)
     problems = [
         f"{spec.name}: {', '.join(missing)}"
         for spec in specs
         if (missing := missing_env(spec, env))
     ]
-    if not problems:
-        return ""
-    return "emp-tasks worker: missing required environment variables: " + "; ".join(problems)
+    if problems:
+        return "emp-tasks worker: missing required environment variables: " + "; ".join(problems)
+    if any(spec.saves_assets for spec in specs):
+        # Building the saver checks CLOUD_STORAGE_* without any network call; a bad setting
+        # found now costs nothing, found per job it costs a paid provider call each time.
+        try:
+            saver_from_env(env)
+        except ConnectorError as exc:
+            return f"emp-tasks worker: output storage is misconfigured: {exc.message}"
+    return ""
 
 
 def _queues_option(options: Mapping[str, Any]) -> list[str]:

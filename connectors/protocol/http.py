@@ -193,12 +193,15 @@ class HTTPConnector(BaseConnector):
                 auth=self.auth,
                 timeout=self.timeouts.as_tuple(),
                 stream=request.stream,
+                # requests drops only `Authorization` when a redirect changes host; an API key in
+                # its own header (x-goog-api-key) would follow. An API call is never redirected.
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             error = error_from_exception(exc, self.service_type)
             error.annotate(request=request.summary())
             raise error from exc
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             try:
                 raise self.error_for_response(response, request)
             finally:

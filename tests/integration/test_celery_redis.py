@@ -180,3 +180,27 @@ def test_token_never_appears_in_results_events_or_logs(
         redis_glif_worker.text(),
     ]
     assert all(TOKEN not in text for text in exposed)
+
+
+def test_a_bad_ctx_is_refused_before_any_provider_call(glif_emulator: GlifEmulator) -> None:
+    with pytest.raises(ConnectorError, match=r"ctx\.storage\.accountKey"):
+        emp_tasks.submit("glif", IMAGE, ctx={"storage": {"accountKey": "k"}})
+    around = emp_tasks.app.send_task(
+        "emp.glif", args=[IMAGE], kwargs={"ctx": {"bucket": "x"}}, queue="glif"
+    )
+    record = finish(around)
+    assert record["error"]["failure_type"] == "validation_error"
+    assert "ctx.bucket" in record["error"]["message"]
+    assert provider_calls(glif_emulator) == []
+
+
+def test_a_retry_after_beyond_the_cap_fails_at_once_and_says_so(
+    glif_emulator: GlifEmulator,
+) -> None:
+    glif_emulator.queue_faults(
+        [Fault("rate_limit", retry_after=3600)], match={"workflow_id": "sandbox-text"}
+    )
+    record = finish(emp_tasks.submit("glif", {"workflow_id": "sandbox-text", "inputs": ["x"]}))
+    assert (record["status"], record["attempts"]) == ("failed", 1)
+    assert "3600s, beyond the 300s retry cap" in record["error"]["message"]
+    assert len(provider_calls(glif_emulator)) == 1

@@ -386,3 +386,14 @@ def test_default_session_and_timeouts() -> None:
 def test_request_summary_drops_query_and_keeps_method_and_body() -> None:
     request = HttpRequest("PUT", "https://h.test/p/a?key=secret#frag", json={"a": 1})
     assert request.summary() == {"method": "PUT", "url": "https://h.test/p/a", "body": {"a": 1}}
+
+
+def test_a_redirect_is_not_followed_so_an_api_key_header_cannot_leave_the_host() -> None:
+    connector, adapter = make(
+        Reply(307, b"", {"Location": "https://elsewhere.example/steal"}),
+        json_reply({"ok": True}),
+        auth=ApiKeyHeaderAuth("x-goog-api-key", "AIzaSECRET123456"),
+    )
+    error = failure(connector)
+    assert error.status_code == 307
+    assert len(adapter.requests) == 1

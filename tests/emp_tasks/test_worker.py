@@ -1,0 +1,50 @@
+"""Worker start-up checks: required variables and output storage, before any job is taken."""
+
+from __future__ import annotations
+
+import pytest
+
+from emp_tasks.config import load_services
+from emp_tasks.worker import check_environment, services_for_queues, worker_argv
+
+SPECS = load_services(env={})
+
+
+@pytest.mark.parametrize(
+    ("services", "env", "complaint"),
+    [
+        (["glif"], {"GLIF_API_TOKEN": "t"}, ""),
+        (["glif"], {}, "missing required environment variables: glif: GLIF_API_TOKEN"),
+        (["glif", "openai_text"], {}, "glif: GLIF_API_TOKEN; openai_text: OPENAI_API_KEY"),
+        (
+            ["glif"],
+            {"GLIF_API_TOKEN": "t", "CLOUD_STORAGE_PROVIDER": "s3"},
+            "output storage is misconfigured",
+        ),
+        (
+            ["glif"],
+            {"GLIF_API_TOKEN": "t", "CLOUD_STORAGE_PROVIDER": "azure"},
+            "output storage is misconfigured",
+        ),
+        # a service that saves nothing does not care about storage settings
+        (["openai_text"], {"OPENAI_API_KEY": "k", "CLOUD_STORAGE_PROVIDER": "s3"}, ""),
+        (["mock"], {}, ""),
+    ],
+)
+def test_start_up_check(services: list[str], env: dict[str, str], complaint: str) -> None:
+    found = check_environment([SPECS[name] for name in services], env)
+    assert (complaint in found) if complaint else found == ""
+    assert "\n" not in found
+
+
+def test_queues_select_services_and_no_queues_means_all() -> None:
+    assert [s.name for s in services_for_queues(["glif", " mock "])] == ["glif", "mock"]
+    assert len(services_for_queues([])) == len(SPECS)
+
+
+def test_worker_argv_uses_the_mapping_defaults_unless_overridden() -> None:
+    argv = worker_argv(SPECS["glif"], None, None, "info")
+    assert argv[argv.index("-Q") + 1] == "glif"
+    assert (argv[argv.index("-P") + 1], argv[argv.index("-c") + 1]) == ("threads", "5")
+    argv = worker_argv(SPECS["glif"], 2, "prefork", "info")
+    assert (argv[argv.index("-P") + 1], argv[argv.index("-c") + 1]) == ("prefork", "2")
