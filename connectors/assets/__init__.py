@@ -2,7 +2,8 @@
 
 `saver_from_env()` picks one from CLOUD_STORAGE_PROVIDER. Every saver streams the output (a
 download never sits whole in memory), names it `{prefix}/{job_id}_{sha256[:12]}.{ext}` so a
-retried job overwrites its own object, refuses unsafe downloads (SSRF), and raises a classified
+retried job overwrites its own object, refuses unsafe downloads (SSRF), refuses active content
+(HTML, SVG, scripts) and outputs of another kind than `expect`, and raises a classified
 ConnectorError when the output cannot be saved.
 """
 
@@ -10,6 +11,7 @@ from connectors.assets.base import (
     AssetSaver,
     AssetSource,
     Base64Data,
+    ExpectedKind,
     RemoteUrl,
     SavedAsset,
     asset_key,
@@ -28,6 +30,7 @@ __all__ = [
     "AssetSource",
     "Base64Data",
     "DownloadPolicy",
+    "ExpectedKind",
     "LazyAssetSaver",
     "LocalAssetSaver",
     "RemoteUrl",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -24,6 +24,7 @@ __all__ = [
     "AssetSaver",
     "AssetSource",
     "Base64Data",
+    "ExpectedKind",
     "RemoteUrl",
     "SavedAsset",
     "StorageOverrides",
@@ -81,13 +82,28 @@ class RemoteUrl:
 
 AssetSource = bytes | Base64Data | RemoteUrl
 
+# The major type a caller requires of an output (`expect=`): "image" admits image/* only.
+ExpectedKind = Literal["image", "audio", "video"]
+
 
 @runtime_checkable
 class AssetSaver(Protocol):
-    """Saves one job output and returns where it went; raises ConnectorError on any failure."""
+    """Saves one job output and returns where it went; raises ConnectorError on any failure.
+
+    `mime_type` is the caller's claim about the content (a hint, checked against the bytes).
+    `expect` is the major type the resolved MIME type must have, e.g. "image" for an image
+    generator's output. Whatever `expect` is, active content (HTML, SVG, XML, JavaScript) is
+    refused: it would run script on the storage or CDN domain. Both refusals are raised before
+    anything is written or uploaded.
+    """
 
     def save(
-        self, source: AssetSource, *, job: JobData, mime_type: str | None = None
+        self,
+        source: AssetSource,
+        *,
+        job: JobData,
+        mime_type: str | None = None,
+        expect: ExpectedKind | None = None,
     ) -> SavedAsset: ...
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from connectors.assets.base import SERVICE, AssetSaver, AssetSource, SavedAsset
+from connectors.assets.base import SERVICE, AssetSaver, AssetSource, ExpectedKind, SavedAsset
 from connectors.assets.local import LocalAssetSaver
 from connectors.assets.netguard import DownloadPolicy
 from connectors.assets.s3 import S3AssetSaver
@@ -76,10 +76,15 @@ class LazyAssetSaver:
         self._lock = threading.Lock()
 
     def save(
-        self, source: AssetSource, *, job: JobData, mime_type: str | None = None
+        self,
+        source: AssetSource,
+        *,
+        job: JobData,
+        mime_type: str | None = None,
+        expect: ExpectedKind | None = None,
     ) -> SavedAsset:
         """Save through the environment's saver, building it on first use."""
         with self._lock:
             if self._saver is None:
                 self._saver = saver_from_env()
-        return self._saver.save(source, job=job, mime_type=mime_type)
+        return self._saver.save(source, job=job, mime_type=mime_type, expect=expect)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import requests
 
-from connectors.assets.base import SERVICE, AssetSource, SavedAsset
+from connectors.assets.base import SERVICE, AssetSource, ExpectedKind, SavedAsset
 from connectors.assets.netguard import DownloadPolicy, guarded_session
 from connectors.assets.pipeline import PreparedAsset, as_connector_errors, prepare
 from connectors.assets.staging import disk_error
@@ -47,7 +47,12 @@ class LocalAssetSaver:
         self.session = session or guarded_session(self.policy)
 
     def save(
-        self, source: AssetSource, *, job: JobData, mime_type: str | None = None
+        self,
+        source: AssetSource,
+        *,
+        job: JobData,
+        mime_type: str | None = None,
+        expect: ExpectedKind | None = None,
     ) -> SavedAsset:
         """Stage, name and write one output; raises ConnectorError if it cannot be saved."""
         with (
@@ -56,6 +61,7 @@ class LocalAssetSaver:
                 source,
                 job=job,
                 mime_type=mime_type,
+                expect=expect,
                 session=self.session,
                 policy=self.policy,
                 prefix=self.prefix,

@@ -105,6 +105,8 @@ def address_problem(address: str) -> str | None:
         ("unspecified", ip.is_unspecified),
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
+        # fec0::/10, deprecated (RFC 3879) but still routed inside some networks.
+        ("site-local", isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local),
         ("multicast", ip.is_multicast),
         ("reserved", ip.is_reserved),
         ("private", ip.is_private),

@@ -1,8 +1,10 @@
-"""The steps both savers share: stage the source, settle its MIME type, name its key.
+"""The steps both savers share: stage the source, settle its MIME type, screen it, name its key.
 
-A saver then only writes the staged file somewhere and builds the URL. Any failure on the way
-leaves as a ConnectorError: a job whose output cannot be saved fails, it never completes with
-the asset missing.
+A saver then only writes the staged file somewhere and builds the URL. Screening
+(`screening.screen`) refuses active content and, when the caller passes `expect`, any other
+major type; it runs on the staged copy, so a refused output is never written or uploaded. Any
+failure on the way leaves as a ConnectorError: a job whose output cannot be saved fails, it
+never completes with the asset missing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from connectors.assets.base import (
     SERVICE,
     AssetSource,
     Base64Data,
+    ExpectedKind,
     RemoteUrl,
     StorageOverrides,
     asset_key,
@@ -26,6 +29,7 @@ from connectors.assets.base import (
 from connectors.assets.download import download
 from connectors.assets.mime import extension_for, resolve_mime
 from connectors.assets.netguard import DownloadPolicy
+from connectors.assets.screening import screen
 from connectors.assets.staging import StagedContent, stage_base64, stage_bytes
 from connectors.errors import ConnectorError, FailureReason, FailureType, validation_error
 from connectors.models import JobData
@@ -71,16 +75,18 @@ def prepare(
     *,
     job: JobData,
     mime_type: str | None,
+    expect: ExpectedKind | None,
     session: requests.Session,
     policy: DownloadPolicy,
     prefix: str | None,
 ) -> Iterator[PreparedAsset]:
-    """Stage `source` and name it; the staged file is closed when the block ends."""
+    """Stage, type, screen and name `source`; the staged file is closed when the block ends."""
     overrides = storage_overrides(job)  # validate ctx before any download
     with _stage(source, session, policy) as content:
         if content.size == 0:
             raise _empty_error()
         mime = resolve_mime(mime_type or content.declared_mime, content.head, content.name_hint)
+        screen(mime, head=content.head, expect=expect, origin=content.name_hint)
         key = asset_key(
             overrides.prefix or default_prefix(job, prefix),
             job.id,

@@ -15,7 +15,7 @@ import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from connectors.assets.base import AssetSource, SavedAsset
+from connectors.assets.base import AssetSource, ExpectedKind, SavedAsset
 from connectors.assets.netguard import DownloadPolicy, guarded_session
 from connectors.assets.pipeline import PreparedAsset, as_connector_errors, prepare
 from connectors.assets.storage_errors import storage_error
@@ -126,7 +126,12 @@ class S3AssetSaver:
         self.transfer = transfer or transfer_config()
 
     def save(
-        self, source: AssetSource, *, job: JobData, mime_type: str | None = None
+        self,
+        source: AssetSource,
+        *,
+        job: JobData,
+        mime_type: str | None = None,
+        expect: ExpectedKind | None = None,
     ) -> SavedAsset:
         """Stage, name and upload one output; raises ConnectorError if it cannot be saved."""
         with (
@@ -135,6 +140,7 @@ class S3AssetSaver:
                 source,
                 job=job,
                 mime_type=mime_type,
+                expect=expect,
                 session=self.session,
                 policy=self.policy,
                 prefix=self.prefix,

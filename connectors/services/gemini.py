@@ -233,7 +233,9 @@ class GeminiConnector(HTTPConnector):
 
     def _save(self, blob: Any, job: JobData) -> SavedAsset:
         mime = blob.get("mimeType") or blob.get("mime_type")
-        return self.assets.save(Base64Data(str(blob["data"])), job=job, mime_type=mime)
+        return self.assets.save(
+            Base64Data(str(blob["data"])), job=job, mime_type=mime, expect="image"
+        )
 
 
 class GeminiTextConnector(GeminiConnector):

@@ -214,7 +214,8 @@ class GlifConnector(HTTPConnector):
     def _save(self, data: dict[str, Any], job: JobData) -> SavedAsset:
         # The provider's URL stays in raw_response; the result points at the user's own bucket.
         key = "image_url" if data["content_type"] == "image" else "asset_url"
-        saved = self.assets.save(RemoteUrl(data[key]), job=job)
+        # `expect`: an "image" that turns out to be a web page must not land on the user's CDN.
+        saved = self.assets.save(RemoteUrl(data[key]), job=job, expect=data["content_type"])
         data[key] = saved.url
         data["mime_type"] = saved.mime_type
         return saved

@@ -134,7 +134,9 @@ class OpenAIImageConnector(HTTPConnector):
             if inline:
                 entry["image_base64"] = b64
             else:
-                asset = self.assets.save(Base64Data(b64), job=job, mime_type=entry["mime_type"])
+                asset = self.assets.save(
+                    Base64Data(b64), job=job, mime_type=entry["mime_type"], expect="image"
+                )
                 entry.update(url=asset.url, mime_type=asset.mime_type)
                 files.append(asset.output_file())
             images.append(entry)

@@ -160,14 +160,23 @@ class StubSaver:
 
     def __init__(self, error: BaseException | None = None) -> None:
         self.saved: list[tuple[object, str, str | None]] = []
+        self.expects: list[str | None] = []  # the `expect` of each recorded save, in order
         self.error = error
 
-    def save(self, source: object, *, job: Any, mime_type: str | None = None) -> Any:
+    def save(
+        self,
+        source: object,
+        *,
+        job: Any,
+        mime_type: str | None = None,
+        expect: str | None = None,
+    ) -> Any:
         from connectors.assets import SavedAsset
 
         if self.error is not None:
             raise self.error
         self.saved.append((source, job.id, mime_type))
+        self.expects.append(expect)
         key = f"emp-tasks/{job.type}/{job.id}_0123456789ab.png"
         return SavedAsset(
             url=f"https://cdn.example.test/{key}",

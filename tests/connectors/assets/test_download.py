@@ -87,6 +87,7 @@ def test_only_http_and_https_urls_are_fetched(url: str, words: str) -> None:
         ("[::1]", "address ::1 is loopback"),
         ("[fe80::1]", "is link-local"),
         ("[fc00::1]", "is private"),
+        ("[fec0::1]", "address fec0::1 is site-local"),  # deprecated site-local, fec0::/10
         ("[::ffff:10.0.0.5]", "is private"),  # IPv4-mapped IPv6
     ],
 )

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.assets import AssetSaver, AssetSource, Base64Data, DownloadPolicy, SavedAsset
+from connectors.assets import (
+    AssetSaver,
+    AssetSource,
+    Base64Data,
+    DownloadPolicy,
+    ExpectedKind,
+    SavedAsset,
+)
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobResult
 from connectors.services.gemini import (
@@ -60,14 +67,21 @@ class StubSaver:
 
     def __init__(self, fail: ConnectorError | None = None) -> None:
         self.saved: list[tuple[AssetSource, str | None]] = []
+        self.expects: list[str | None] = []
         self.fail = fail
 
     def save(
-        self, source: AssetSource, *, job: JobData, mime_type: str | None = None
+        self,
+        source: AssetSource,
+        *,
+        job: JobData,
+        mime_type: str | None = None,
+        expect: ExpectedKind | None = None,
     ) -> SavedAsset:
         if self.fail is not None:
             raise self.fail
         self.saved.append((source, mime_type))
+        self.expects.append(expect)
         n = len(self.saved)
         return SavedAsset(
             url=f"https://cdn.test/{job.id}_{n}.png",
@@ -434,6 +448,7 @@ def test_every_inline_image_is_saved_and_the_first_is_the_image_url() -> None:
     connector, _ = make(GeminiImageConnector, json_reply(body), assets=saver)
     result = connector.process_job(job("gemini_image", prompt="two foxes"))
     assert saver.saved == [(Base64Data(PNG_B64), "image/png"), (Base64Data(other), "image/png")]
+    assert saver.expects == ["image", "image"]  # the saver refuses anything that is not an image
     assert result.data is not None
     assert result.data["image_url"] == "https://cdn.test/job-gem-1_1.png"
     assert result.data["images"] == [

@@ -779,6 +779,7 @@ def test_image_output_is_saved_and_the_result_points_at_the_saved_copy() -> None
     assert result.data["raw_response"]["output"] == provider_url  # the original is kept
     assert [f.type for f in result.output_files] == ["image"]
     assert result.metadata["saved_asset"]["fileUrl"] == result.data["image_url"]
+    assert saver.expects == ["image"]  # the saver refuses anything that is not an image
 
 
 def test_save_assets_false_keeps_the_provider_url_and_saves_nothing() -> None:
