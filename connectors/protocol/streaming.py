@@ -1,30 +1,39 @@
 """StreamingHTTPConnector: one streamed request, decoded chunk by chunk, under a size cap.
 
-The framing is a decoder passed in (`SSEDecoder`, `NDJSONDecoder`); the service folds chunks into
-its own state. The mode counts bytes before the decoder sees them, so the cap holds for any
-framing; turns an error sent mid-stream (the status already 200) into a classified ConnectorError;
-and refuses a stream that stops early, because a truncated answer must not pass for a whole one.
+The framing is a decoder passed in (`SSEDecoder`, `NDJSONDecoder`: see `framing`); the service
+folds chunks into its own state. The mode counts bytes before the decoder sees them, so the cap
+holds for any framing; turns an error sent mid-stream (the status already 200) into a classified
+ConnectorError; refuses a stream that stops early, because a truncated answer must not pass for
+a whole one; and ends a job that outlives its deadline, however steadily bytes still arrive.
 """
 
 from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import requests
 import urllib3
-from sseclient import SSEClient
 
 from connectors.classify import classify_message, classify_status, error_from_exception
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
+from connectors.protocol.framing import (
+    STREAM_END,
+    NDJSONDecoder,
+    SSEDecoder,
+    SSEEvent,
+    StreamCut,
+    StreamDecoder,
+)
 from connectors.protocol.http import HTTPConnector, HttpRequest
 
-__all__ = [
+__all__ = [  # the decoders are re-exported from framing: services import them from here
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_STREAM_DEADLINE",
     "STREAM_END",
     "NDJSONDecoder",
     "SSEDecoder",
@@ -36,112 +45,15 @@ __all__ = [
 ]
 
 DEFAULT_MAX_RESPONSE_BYTES = 50 * 1024 * 1024  # the original StreamingMixin's max_response_size
+# Seconds for a whole job, submission included. Nothing else bounds a stream that keeps sending:
+# Celery's time limits are not enforced under the threads pool the workers use.
+DEFAULT_STREAM_DEADLINE = 600.0
 # Bytes asked of the socket per read. Bounded so the size cap is checked as data arrives; a
 # chunked response (what SSE and NDJSON providers send) still yields each HTTP chunk at once.
 READ_CHUNK_BYTES = 8192
 R = FailureReason
 T = FailureType
 Acc = TypeVar("Acc")
-
-
-class _StreamEnd:
-    """The type of STREAM_END."""
-
-    def __repr__(self) -> str:
-        return "STREAM_END"
-
-
-# What a decoder yields when it reads its framing's terminal marker (SSE `[DONE]`, an NDJSON
-# object with its done key set); the mode stops reading there.
-STREAM_END = _StreamEnd()
-
-
-class StreamDecoder(Protocol):
-    """Turns a streamed body's bytes into payloads, yielding STREAM_END at a terminal marker."""
-
-    @property
-    def end_required(self) -> bool:
-        """True when a stream without the terminal marker was cut short."""
-
-    def events(self, chunks: Iterable[bytes]) -> Iterator[Any]:
-        """Decoded payloads in order; a malformed frame raises a ConnectorError."""
-
-
-@dataclass(frozen=True)
-class SSEEvent:
-    """One Server-Sent Event: its `event:` name ("message" when absent) and parsed JSON data."""
-
-    event: str
-    data: Any
-    id: str | None = None
-
-
-def _parse_json(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise ConnectorError(
-            f"Stream sent {what} that is not JSON: {text[:200]!r}",
-            failure_type=T.RESPONSE_ERROR,
-            failure_reason=R.INVALID_RESPONSE_FORMAT,
-            context={"frame": text},
-        ) from None
-
-
-@dataclass(frozen=True)
-class SSEDecoder:
-    """Server-Sent Events (via sseclient-py), yielding an SSEEvent per event with JSON data."""
-
-    done_marker: str | None = "[DONE]"  # OpenAI Chat Completions; Gemini and Responses send none
-    end_required: bool = False  # True for APIs that always send done_marker
-
-    def events(self, chunks: Iterable[bytes]) -> Iterator[Any]:
-        # sseclient stitches events split across network chunks and drops comment keep-alives.
-        for event in SSEClient(iter(chunks)).events():
-            if self.done_marker is not None and event.data.startswith(self.done_marker):
-                yield STREAM_END
-                return
-            yield SSEEvent(event.event, _parse_json(event.data, "an SSE data field"), event.id)
-
-
-@dataclass(frozen=True)
-class NDJSONDecoder:
-    """Newline-delimited JSON (Ollama): one JSON value per line, blank lines skipped."""
-
-    done_key: str | None = None  # e.g. "done": an object with it true is the stream's last
-
-    @property
-    def end_required(self) -> bool:
-        return self.done_key is not None
-
-    def events(self, chunks: Iterable[bytes]) -> Iterator[Any]:
-        for line in _lines(chunks):
-            text = line.strip()
-            if not text:
-                continue
-            # Strict: bytes that are not UTF-8 raise, as they do in SSEDecoder, rather than
-            # reaching the result as replacement characters.
-            value = _parse_json(text.decode("utf-8"), "a line")
-            yield value
-            if self.done_key and isinstance(value, dict) and value.get(self.done_key) is True:
-                yield STREAM_END
-                return
-
-
-def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    # The pieces of an unfinished line are joined once it ends: re-splitting a growing buffer
-    # would cost quadratic time on a long line (a base64 image) arriving in small reads.
-    pieces: list[bytes] = []
-    for chunk in chunks:
-        first, *rest = chunk.split(b"\n")
-        pieces.append(first)
-        if rest:
-            yield b"".join(pieces)
-            *complete, last = rest
-            yield from complete
-            pieces = [last]
-    if any(pieces):
-        yield b"".join(pieces)
 
 
 def stream_progress(chunks: int, half_at: int = 50) -> float:
@@ -189,6 +101,8 @@ class _Stream:
 
     request: HttpRequest
     response: requests.Response
+    started: float  # the job's start on `clock`: the deadline covers the submission too
+    clock: Callable[[], float]
     chunks: int = 0
     size: int = 0
     ended: bool = False
@@ -198,7 +112,7 @@ class _Stream:
         stream = {"chunks": self.chunks, "bytes": self.size, "content_type": kind}
         return {"request": self.request.summary(), "stream": stream}
 
-    def counted(self, cap: int) -> Iterator[bytes]:
+    def counted(self, cap: int, deadline: float | None) -> Iterator[bytes]:
         for chunk in self.response.iter_content(READ_CHUNK_BYTES):
             self.size += len(chunk)
             if self.size > cap:
@@ -208,6 +122,15 @@ class _Stream:
                     failure_reason=R.INVALID_RESPONSE_FORMAT,
                     retryable=False,  # the same request streams the same oversized answer
                     context={**self.context(), "max_response_bytes": cap},
+                )
+            elapsed = self.clock() - self.started
+            if deadline is not None and elapsed > deadline:
+                raise ConnectorError(
+                    f"Stream still open after {elapsed:.0f}s, past its {deadline:g}s deadline",
+                    failure_type=T.TIMEOUT,
+                    failure_reason=R.SERVICE_TIMEOUT,
+                    retryable=True,  # a slow provider, not a wrong request
+                    context={**self.context(), "deadline": deadline, "elapsed": elapsed},
                 )
             yield chunk
 
@@ -232,14 +155,22 @@ class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
         decoder: StreamDecoder,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         progress_every: int = 10,
+        deadline: float | None = DEFAULT_STREAM_DEADLINE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # `clock` (BaseConnector's) times the deadline
         if max_response_bytes < 1 or progress_every < 1:
             raise ValueError("max_response_bytes and progress_every must be >= 1")
+        if deadline is not None and not deadline > 0:
+            raise ValueError(f"deadline must be > 0 seconds or None, not {deadline!r}")
         self.decoder = decoder
         self.max_response_bytes = max_response_bytes
         self.progress_every = progress_every  # the original reported every 10 items
+        # Seconds for the whole job, checked as bytes arrive (a silent server meets the read
+        # timeout first), so a job ends within deadline + read timeout. This is the only bound
+        # on a stream that keeps sending, keep-alive comments included: the byte cap is far off
+        # and Celery's time limits are not enforced under the threads pool. None: no bound.
+        self.deadline = deadline
 
     @abc.abstractmethod
     def new_accumulator(self, job: JobData) -> Acc:
@@ -262,10 +193,11 @@ class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
         return True
 
     def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
+        started = self._clock()
         # Forced: a body read whole before decoding would bypass the size cap and the progress.
         request = replace(self.build_request(job), stream=True)
         _report(progress, job, 5, "submitting", "Connecting")
-        run = _Stream(request, self.send(request))
+        run = _Stream(request, self.send(request), started, self._clock)
         try:
             state = self._consume(run, job, progress)
         finally:
@@ -277,7 +209,8 @@ class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
     def _consume(self, run: _Stream, job: JobData, progress: ProgressCallback) -> Acc:
         state = self.new_accumulator(job)
         try:
-            for chunk in self.decoder.events(run.counted(self.max_response_bytes)):
+            chunks = run.counted(self.max_response_bytes, self.deadline)
+            for chunk in self.decoder.events(chunks):
                 if chunk is STREAM_END:
                     run.ended = True
                     break
@@ -290,6 +223,8 @@ class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
                 if run.chunks % self.progress_every == 0:
                     value = stream_progress(run.chunks)
                     _report(progress, job, value, "streaming", f"Received {run.chunks} chunks")
+        except StreamCut as exc:  # what arrived of the cut frame was discarded
+            raise run.ended_early(str(exc)) from None
         except ConnectorError as exc:
             if "stream" not in exc.context:  # a hook's error: say how far the stream got
                 exc.annotate(stream=run.context()["stream"])

@@ -3,8 +3,9 @@
 OpenAI answers every failure with `{"error": {"message", "type", "param", "code"}}`. The HTTP
 status alone misleads twice: a 429 is either a rate limit (wait and retry) or an exhausted quota
 (no retry can help), and a 400 is either a bad request or a safety refusal. `classify_openai_error`
-reads the body to tell them apart; `refine_openai_error` applies it to the status-based error while
-keeping the provider's `x-should-retry` verdict on top. Pure functions; the I/O is in the modes.
+reads the body to tell them apart; `refine_openai_error` applies it to the status-based error. The
+provider's `x-should-retry` header can veto a retry but never revive a permanent body verdict (see
+`_retryable`). Pure functions; the I/O is in the modes.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ _CODES: dict[str, Classification] = {
     "server_error": Classification(T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
 }
 _REFUSAL_CLASS = Classification(T.GENERATION_REFUSAL, R.SAFETY_FILTER, False)
+_INVALID_REQUEST = Classification(T.VALIDATION_ERROR, R.INVALID_REQUEST, False)
 
 
 def _rate_limit(info: Mapping[str, Any]) -> Classification:
@@ -197,6 +199,8 @@ def classify_openai_error(status: int | None, info: Mapping[str, Any]) -> Classi
         return _CODES[code]
     if status == 404 and re.search(r"\bmodel\b.*(does not exist|not found)", message, re.I):
         return _CODES["model_not_found"]
+    if kind == "invalid_request_error" and status in (400, 422):
+        return _INVALID_REQUEST  # a bad parameter: the same request fails the same way again
     return None
 
 
@@ -206,15 +210,26 @@ def error_info(body: Any) -> Mapping[str, Any]:
     return info if isinstance(info, Mapping) else {}
 
 
+def _retryable(found: Classification, should_retry: bool | None) -> bool:
+    """Whether a body-classified error retries, given the `x-should-retry` header (if sent).
+
+    The header may only make the verdict *stricter*. `x-should-retry: false` always wins, but
+    `true` cannot revive a permanent verdict read from the body: an exhausted quota or billing
+    cap, a content-policy refusal, a bad key, an unknown model or an invalid parameter fails the
+    same way on every attempt (the SDK would retry a quota 429; the reference says don't). Only
+    a status-only classification (the body said nothing specific) lets `true` turn it retryable.
+    """
+    return found.retryable and should_retry is not False
+
+
 def refine_openai_error(
     error: ConnectorError, response: requests.Response, body: Any
 ) -> ConnectorError:
-    """Reclassify a status-based error with OpenAI's error body; `x-should-retry` still wins."""
+    """Reclassify a status-based error with OpenAI's error body (`_retryable`: the header)."""
     info = error_info(body)
     found = classify_openai_error(response.status_code, info)
     if found is None:
-        return error
-    override = should_retry_header(response.headers)
+        return error  # status-only: `error_from_status` already applied `x-should-retry`
     context = dict(error.context)
     if found is _REFUSAL_CLASS:
         match = _SAFETY_ID.search(str(info.get("message") or ""))
@@ -225,7 +240,7 @@ def refine_openai_error(
         error.message,
         failure_type=found.failure_type,
         failure_reason=found.failure_reason,
-        retryable=found.retryable if override is None else override,
+        retryable=_retryable(found, should_retry_header(response.headers)),
         retry_after=error.retry_after,
         status_code=error.status_code,
         service=error.service,

@@ -124,6 +124,9 @@ class OpenAITextConnector(StreamingHTTPConnector[TextStream]):
         self.settings = settings or OpenAISettings()
         kwargs.pop("assets", None)  # text is returned inline; accepted for a uniform signature
         kwargs.setdefault("decoder", SSEDecoder(done_marker="[DONE]", end_required=True))
+        # The whole job's bound: the task's soft time limit (emp_tasks.tasks, 2 x the service's
+        # timeout + 30 s, the same OPENAI_TIMEOUT_SECONDS), which the threads pool never enforces.
+        kwargs.setdefault("deadline", 2 * self.settings.timeout_seconds + 30)
         super().__init__(
             **connector_kwargs(
                 self.settings, self.service_type, self.settings.timeout_seconds, kwargs

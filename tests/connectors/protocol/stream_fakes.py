@@ -4,7 +4,7 @@
 used in order, the last one repeating. A reply's body is served by `ChunkedBody`, one scripted
 chunk per read, through a real urllib3 response - so `stream=True`, `iter_content`, closing and
 mid-stream failures (an OSError from the body becomes requests' ChunkedEncodingError) behave as
-they do on a socket.
+they do on a socket. `ReadClock` lets time pass as the body is read, so deadline tests never wait.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from requests.adapters import BaseAdapter, HTTPAdapter
 
 __all__ = [
     "ChunkedBody",
+    "ReadClock",
     "Reply",
     "ScriptedTransport",
     "Sent",
@@ -79,6 +80,7 @@ class ChunkedBody(io.RawIOBase):
         self._chunks = deque(chunks)
         self._error = error_after
         self.bytes_read = 0
+        self.reads = 0  # chunks served
 
     def readable(self) -> bool:
         return True
@@ -87,6 +89,7 @@ class ChunkedBody(io.RawIOBase):
         if self._chunks:
             chunk = self._chunks.popleft()
             self.bytes_read += len(chunk)
+            self.reads += 1
             return chunk
         if self._error is not None:
             error, self._error = self._error, None
@@ -176,3 +179,17 @@ class ScriptedTransport(BaseAdapter):
 
     def close(self) -> None:
         pass
+
+
+@dataclass
+class ReadClock:
+    """A clock driven by a transport: `submit` seconds pass once a request is sent, and
+    `per_read` seconds for every chunk a body serves (a slow provider, without the wait)."""
+
+    transport: ScriptedTransport
+    per_read: float
+    submit: float = 0.0
+
+    def __call__(self) -> float:
+        reads = sum(body.reads for body in self.transport.bodies)
+        return (self.submit if self.transport.sent else 0.0) + self.per_read * reads

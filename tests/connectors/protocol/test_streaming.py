@@ -11,8 +11,10 @@ import pytest
 
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult
+from connectors.protocol.framing import BOM
 from connectors.protocol.http import HttpRequest
 from connectors.protocol.streaming import (
+    DEFAULT_STREAM_DEADLINE,
     STREAM_END,
     NDJSONDecoder,
     SSEDecoder,
@@ -23,6 +25,7 @@ from connectors.protocol.streaming import (
     stream_progress,
 )
 from tests.connectors.protocol.stream_fakes import (
+    ReadClock,
     Reply,
     ScriptedTransport,
     json_reply,
@@ -256,6 +259,23 @@ ENDED_EARLY = {
     ),
     "empty_stream": (SSEDecoder(), Reply(200, [], SSE)),
     "json_body_instead_of_sse": (SSEDecoder(), json_reply({"ok": True})),
+    # Cut mid-frame: the SSE spec discards the unfinished event; either way the answer is partial.
+    "sse_cut_mid_event": (
+        SSEDecoder(),
+        Reply(200, [b'data: {"a":1}\n\n', b'data: {"choices": [{"del'], SSE),
+    ),
+    "sse_last_event_without_its_blank_line": (
+        SSEDecoder(),
+        Reply(200, [b'data: {"a":1}\n\n', b'data: {"b":2}\n'], SSE),
+    ),
+    "ndjson_cut_mid_line": (
+        NDJSONDecoder(),
+        Reply(200, [*ndjson_chunks(OLLAMA[0]), b'{"response": "Hel'], NDJSON),
+    ),
+    "ndjson_cut_inside_a_character": (
+        NDJSONDecoder(),
+        Reply(200, [*ndjson_chunks(OLLAMA[0]), b'{"response": "caf\xc3'], NDJSON),
+    ),
 }
 
 
@@ -270,6 +290,7 @@ def test_stream_that_stops_before_its_end_is_a_retryable_network_error(
         True,
     )
     assert "ended early" in error.message
+    assert "stream" in error.context
 
 
 def test_is_complete_hook_rejects_a_stream_without_its_final_event() -> None:
@@ -283,6 +304,15 @@ MALFORMED = {
     "ndjson_not_json": (NDJSONDecoder(), ndjson_chunks(ollama_line("a"), "<html>oops</html>")),
     "sse_data_not_json": (SSEDecoder(), sse_chunks(chat_chunk("a"), "not json")),
     "ndjson_not_utf8": (NDJSONDecoder(), [b'{"response": "\xff\xfe"}\n']),
+    # Whole frames, terminated, that are not JSON: the provider sent them so, not a cut.
+    "sse_last_event_complete_but_not_json": (
+        SSEDecoder(),
+        [b'data: {"a":1}\n\n', b'data: {"choices": [{"del\n\n'],
+    ),
+    "ndjson_last_line_complete_but_not_json": (
+        NDJSONDecoder(),
+        [*ndjson_chunks(OLLAMA[0]), b'{"response": "Hel\n'],
+    ),
 }
 
 
@@ -320,6 +350,92 @@ def test_connection_failure_mid_stream_is_classified_and_closes_the_response(
     assert transport.bodies[0].closed
 
 
+PING = b": ping\n\n"  # an SSE comment: the keep-alive OpenAI-style servers send while idle
+PAST_DEADLINE = {
+    # (decoder, body chunks, seconds per chunk read, seconds the submission takes)
+    "sse_keepalive_pings_forever": (SSEDecoder(), [PING] * 20_000, 0.3, 0.0),
+    "ndjson_lines_never_reaching_done": (
+        NDJSONDecoder(done_key="done"),
+        ndjson_chunks(*[ollama_line("x")] * 5_000),
+        0.3,
+        0.0,
+    ),
+    "submission_alone_outlasts_it": (
+        SSEDecoder(end_required=True),
+        sse_chunks(*[chat_chunk("x")] * 2_000, "[DONE]"),
+        0.0,
+        DEFAULT_STREAM_DEADLINE + 100,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("decoder", "chunks", "per_read", "submit"), PAST_DEADLINE.values(), ids=PAST_DEADLINE.keys()
+)
+def test_stream_past_its_deadline_is_a_retryable_timeout_and_closes_the_response(
+    decoder: StreamDecoder, chunks: list[bytes], per_read: float, submit: float
+) -> None:
+    transport = ScriptedTransport().add("POST", URL, Reply(200, chunks, SSE))
+    clock = ReadClock(transport, per_read, submit)
+    connector = TextConnector(
+        base_url=BASE, session=transport.session(), decoder=decoder, clock=clock
+    )
+    with pytest.raises(ConnectorError) as info:
+        connector.process_job(JOB)
+    error = info.value
+    assert (error.failure_type, error.failure_reason, error.retryable) == (
+        T.TIMEOUT,
+        R.SERVICE_TIMEOUT,
+        True,
+    )
+    assert error.context["deadline"] == DEFAULT_STREAM_DEADLINE
+    assert error.context["elapsed"] > DEFAULT_STREAM_DEADLINE
+    assert error.context["stream"]["bytes"] > 0
+    body = transport.bodies[0]
+    assert body.closed
+    assert body.reads < len(chunks)  # stopped at the deadline, not at the body's end
+
+
+WITHIN_DEADLINE = {
+    "inside_the_default": ({}, 0.3),
+    "inside_an_explicit_one": ({"deadline": 30.0}, 0.3),
+    "none_sets_no_deadline": ({"deadline": None}, 1_000.0),
+}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "per_read"), WITHIN_DEADLINE.values(), ids=WITHIN_DEADLINE.keys()
+)
+def test_stream_that_ends_inside_its_deadline_completes(
+    kwargs: dict[str, Any], per_read: float
+) -> None:
+    transport = ScriptedTransport().add("POST", URL, Reply(200, sse_chunks(*CHAT, "[DONE]"), SSE))
+    clock = ReadClock(transport, per_read)
+    connector = TextConnector(
+        base_url=BASE,
+        session=transport.session(),
+        decoder=SSEDecoder(end_required=True),
+        clock=clock,
+        **kwargs,
+    )
+    assert connector.process_job(JOB).data == {"text": "Hello", "events": ["message"] * 3}
+
+
+BAD_LIMITS = {
+    "zero_byte_cap": {"max_response_bytes": 0},
+    "zero_progress_every": {"progress_every": 0},
+    "zero_deadline": {"deadline": 0},
+    "negative_deadline": {"deadline": -5.0},
+    "nan_deadline": {"deadline": float("nan")},
+}
+
+
+@pytest.mark.parametrize("kwargs", BAD_LIMITS.values(), ids=BAD_LIMITS.keys())
+def test_constructor_rejects_limits_that_cannot_hold(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        TextConnector(base_url=BASE, decoder=SSEDecoder(), **kwargs)
+
+
 SUBMIT_FAILURES = {
     "429_retry_after": (
         json_reply({"error": "slow"}, 429, {"Retry-After": "3"}),
@@ -344,6 +460,42 @@ def test_error_status_before_the_stream_keeps_the_http_mapping(
 def test_sse_decoder_stitches_events_split_across_network_chunks() -> None:
     chunks = [b'event: delta\ndata: {"a"', b": 1}\n", b"\n: keep-alive\n\n", b"data: [DONE]\n\n"]
     assert list(SSEDecoder().events(chunks)) == [SSEEvent("delta", {"a": 1}), STREAM_END]
+
+
+SSE_FRAMING = {
+    "leading_bom_stripped": (
+        [BOM + b'data: {"a":1}\n\n', b"data: [DONE]\n\n"],
+        [SSEEvent("message", {"a": 1}), STREAM_END],
+    ),
+    "bom_split_across_reads": (
+        [b"\xef\xbb", b'\xbfdata: {"a":1}\n\n'],
+        [SSEEvent("message", {"a": 1})],
+    ),
+    "only_one_bom_stripped": ([BOM + BOM + b'data: {"a":1}\n\n'], []),
+    "crlf_split_across_reads": ([b'data: {"a":1}\r', b"\n\r\n"], [SSEEvent("message", {"a": 1})]),
+    "lone_cr_ends_lines": ([b'event: delta\rdata: {"a":1}\r\r'], [SSEEvent("delta", {"a": 1})]),
+    "data_lines_joined_by_newline": (
+        [b'data: {"a":\ndata: 1}\n\n'],
+        [SSEEvent("message", {"a": 1})],
+    ),
+    "no_space_after_the_colon": ([b"data:1\n\n"], [SSEEvent("message", 1)]),
+    "event_without_data_is_not_dispatched": (
+        [b"event: ping\n\n", b"data: 1\n\n"],
+        [SSEEvent("message", 1)],
+    ),
+    "id_kept_with_its_event": (
+        [b"id: 7\ndata: 1\n\n", b"data: 2\n\n"],
+        [SSEEvent("message", 1, "7"), SSEEvent("message", 2)],
+    ),
+    "comment_cut_at_the_end_is_no_cut_event": ([b"data: 1\n\n", b": pi"], [SSEEvent("message", 1)]),
+}
+
+
+@pytest.mark.parametrize(("chunks", "expected"), SSE_FRAMING.values(), ids=SSE_FRAMING.keys())
+def test_sse_decoder_follows_the_event_stream_parsing_rules(
+    chunks: list[bytes], expected: list[Any]
+) -> None:
+    assert list(SSEDecoder().events(chunks)) == expected
 
 
 def test_ndjson_decoder_joins_lines_split_across_chunks_and_skips_blanks() -> None:

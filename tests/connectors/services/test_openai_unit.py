@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from connectors.assets import AssetSaver, AssetSource, Base64Data, LazyAssetSaver, SavedAsset
+from connectors.assets import (
+    AssetSaver,
+    AssetSource,
+    Base64Data,
+    ExpectedKind,
+    LazyAssetSaver,
+    SavedAsset,
+)
 from connectors.base import BaseConnector
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult
@@ -68,13 +75,20 @@ class StubSaver:
 
     def __init__(self) -> None:
         self.saved: list[tuple[AssetSource, str | None]] = []
+        self.expects: list[str | None] = []
 
     def save(
-        self, source: AssetSource, *, job: JobData, mime_type: str | None = None
+        self,
+        source: AssetSource,
+        *,
+        job: JobData,
+        mime_type: str | None = None,
+        expect: ExpectedKind | None = None,
     ) -> SavedAsset:
         assert isinstance(source, Base64Data)
         data = base64.b64decode(source.data)
         self.saved.append((source, mime_type))
+        self.expects.append(expect)
         key = f"emp/{job.id}_{len(self.saved)}.png"
         digest = hashlib.sha256(data).hexdigest()
         mime = mime_type or "image/png"
@@ -295,11 +309,6 @@ ERRORS: dict[str, tuple[Reply, tuple[FailureType, FailureReason, bool], float | 
         (T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, False),
         None,
     ),
-    "header_beats_quota": (
-        err(429, "insufficient_quota", "insufficient_quota", "quota", **{"x-should-retry": "true"}),
-        (T.RESOURCE_LIMIT, R.INSUFFICIENT_CREDITS, True),
-        None,
-    ),
 }
 
 
@@ -313,6 +322,128 @@ def test_error_bodies_are_classified_by_code_type_and_headers(
     assert error.retry_after == wait
     assert error.status_code == reply.status
     assert len(transport.sent) == 1
+
+
+# One error of each kind: (status, code, type, message) and its verdict without the header.
+KINDS: dict[str, tuple[int, str | None, str, str, tuple[FailureType, FailureReason, bool]]] = {
+    "quota": (
+        429,
+        "insufficient_quota",
+        "insufficient_quota",
+        "You exceeded your current quota",
+        (T.RESOURCE_LIMIT, R.INSUFFICIENT_CREDITS, False),
+    ),
+    "billing": (
+        400,
+        "billing_hard_limit_reached",
+        "invalid_request_error",
+        "Billing hard limit has been reached",
+        (T.RESOURCE_LIMIT, R.INSUFFICIENT_CREDITS, False),
+    ),
+    "moderation": (
+        400,
+        "moderation_blocked",
+        "image_generation_user_error",
+        SAFETY,
+        (T.GENERATION_REFUSAL, R.SAFETY_FILTER, False),
+    ),
+    "content_policy": (
+        400,
+        "content_policy_violation",
+        "invalid_request_error",
+        "Rejected as a result of our safety system.",
+        (T.GENERATION_REFUSAL, R.SAFETY_FILTER, False),
+    ),
+    "bad_key": (
+        401,
+        "invalid_api_key",
+        "invalid_request_error",
+        "Incorrect API key provided",
+        (T.AUTH_ERROR, R.INVALID_API_KEY, False),
+    ),
+    "model_not_found": (
+        404,
+        "model_not_found",
+        "invalid_request_error",
+        "The model `gpt-9` does not exist",
+        (T.VALIDATION_ERROR, R.MODEL_NOT_FOUND, False),
+    ),
+    "bad_param": (
+        400,
+        "unknown_parameter",
+        "invalid_request_error",
+        "Unknown parameter: 'temprature'.",
+        (T.VALIDATION_ERROR, R.INVALID_REQUEST, False),
+    ),
+    "context_length": (
+        400,
+        "context_length_exceeded",
+        "invalid_request_error",
+        "This model's maximum context length is 128000 tokens.",
+        (T.VALIDATION_ERROR, R.INVALID_PAYLOAD, False),
+    ),
+    "rate_limit": (
+        429,
+        "rate_limit_exceeded",
+        "requests",
+        "Rate limit reached for requests",
+        (T.RATE_LIMIT, R.REQUESTS_PER_MINUTE, True),
+    ),
+    "server_error_code": (
+        500,
+        "server_error",
+        "server_error",
+        "The server had an error",
+        (T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
+    ),
+    # Status-only: the body names nothing this module knows, so the status decides.
+    "status_only_server": (
+        502,
+        None,
+        "server_error",
+        "Bad gateway",
+        (T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
+    ),
+    "status_only_forbidden": (
+        403,
+        "unsupported_country_region_territory",
+        "request_forbidden",
+        "Country, region, or territory not supported",
+        (T.AUTH_ERROR, R.INSUFFICIENT_PERMISSIONS, False),
+    ),
+}
+STATUS_ONLY = {"status_only_server", "status_only_forbidden"}
+HEADER_CASES = [
+    pytest.param(name, header, id=f"{name}-{header}")
+    for name in KINDS
+    for header in ("true", "false")
+]
+
+
+@pytest.mark.parametrize(("name", "header"), HEADER_CASES)
+def test_x_should_retry_can_veto_a_retry_but_never_revive_a_permanent_body_verdict(
+    name: str, header: str
+) -> None:
+    status, code, kind_, message, (ftype, reason, retryable) = KINDS[name]
+    reply = err(status, code, kind_, message, **{"x-should-retry": header})
+    transport = ScriptedTransport().add("POST", IMAGES, reply)
+    error = fails(make(OpenAIImageConnector, transport), job("openai_image", prompt="a fox"))
+    if header == "false":
+        expected = False  # "don't retry" always wins
+    elif name in STATUS_ONLY:
+        expected = True  # the header may make a status-only classification retryable
+    else:
+        expected = retryable  # a body verdict: permanent stays permanent, transient stays
+    assert kind(error) == (ftype, reason, expected)
+    assert len(transport.sent) == 1
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_without_the_header_each_kind_keeps_its_own_verdict(name: str) -> None:
+    status, code, kind_, message, expected = KINDS[name]
+    transport = ScriptedTransport().add("POST", IMAGES, err(status, code, kind_, message))
+    error = fails(make(OpenAIImageConnector, transport), job("openai_image", prompt="a fox"))
+    assert kind(error) == expected
 
 
 def test_safety_rejection_keeps_the_openai_safety_request_id() -> None:
@@ -561,8 +692,117 @@ def test_request_is_forced_to_background_with_job_keys_removed() -> None:
 def test_dynamic_json_is_sent_as_the_request() -> None:
     connector, transport, _ = responses_connector(DONE_TEXT)
     dynamic = {"model": "gpt-5", "input": [{"role": "user", "content": "hi"}], "background": False}
-    connector.process_job(job("openai_responses", dynamic_json=dynamic, ctx_note="x"))
+    connector.process_job(
+        job("openai_responses", dynamic_json={**dynamic, "ctx": {}}, ctx={"note": "x"})
+    )
     assert transport.sent[0].json == {**dynamic, "background": True}
+
+
+GOOD_PAYLOADS: dict[str, tuple[dict[str, Any], set[str]]] = {
+    "every_allowed_knob": (
+        {
+            "input": "a fox",
+            "model": "gpt-5",
+            "instructions": "be brief",
+            "tools": [{"type": "image_generation", "size": "1024x1024"}],
+            "tool_choice": "auto",
+            "temperature": 1,
+            "top_p": 0.9,
+            "max_output_tokens": 400,
+            "reasoning": {"effort": "low"},
+            "text": {"format": {"type": "text"}},
+            "metadata": {"job": "42"},
+            "parallel_tool_calls": False,
+            "previous_response_id": "resp_0",
+            "truncation": "auto",
+            "user": "u-1",
+            "include": ["reasoning.encrypted_content"],
+            "service_tier": "flex",
+            "store": True,
+        },
+        set(),
+    ),
+    "prompt_template_without_input": ({"prompt": {"id": "pmpt_1", "version": "2"}}, set()),
+    "input_items": ({"input": [{"role": "user", "content": "hi"}]}, set()),
+    "nulls_are_left_out": ({"input": "x", "instructions": None}, {"instructions"}),
+    "job_keys_are_left_out": (
+        {"input": "x", "bucket": "b", "user_id": "u1", "stream": True},
+        {"bucket", "user_id", "stream"},
+    ),
+}
+
+
+@pytest.mark.parametrize(("payload", "left_out"), GOOD_PAYLOADS.values(), ids=GOOD_PAYLOADS.keys())
+def test_known_responses_parameters_are_sent_as_given(
+    payload: dict[str, Any], left_out: set[str]
+) -> None:
+    connector, transport, _ = responses_connector(DONE_TEXT)
+    connector.process_job(job("openai_responses", **payload))
+    sent = {key: value for key, value in payload.items() if key not in left_out}
+    assert transport.sent[0].json == {"model": "gpt-4.1", **sent, "background": True}
+
+
+BAD_RESPONSES: dict[str, tuple[dict[str, Any], str]] = {
+    "dynamic_json_unknown_key": ({"dynamic_json": {"foo": 1}}, "dynamic_json.foo"),
+    "dynamic_json_without_input": ({"dynamic_json": {"model": "gpt-5"}}, "dynamic_json"),
+    "dynamic_json_model_not_text": (
+        {"dynamic_json": {"input": "x", "model": 5}},
+        "dynamic_json.model",
+    ),
+    "dynamic_json_store_false": (
+        {"dynamic_json": {"input": "x", "store": False}},
+        "dynamic_json.store",
+    ),
+    "dynamic_json_typo": (
+        {"dynamic_json": {"input": "x", "temprature": 0.2}},
+        "dynamic_json.temprature",
+    ),
+    "dynamic_json_not_an_object": ({"dynamic_json": '{"input": "x"}'}, "dynamic_json"),
+    "dynamic_json_nested": (
+        {"dynamic_json": {"input": "x", "dynamic_json": {}}},
+        "dynamic_json.dynamic_json",
+    ),
+    "dynamic_json_save_assets": (
+        {"dynamic_json": {"input": "x", "save_assets": False}},
+        "dynamic_json.save_assets",
+    ),
+    "beside_dynamic_json": ({"input": "x", "dynamic_json": {"input": "y"}}, "dynamic_json"),
+    "typo": ({"input": "x", "temprature": 0.2}, "temprature"),
+    "store_false": ({"input": "x", "store": False}, "store"),
+    "model_not_text": ({"input": "x", "model": 5}, "model"),
+    "input_not_text_or_list": ({"input": 5}, "input"),
+    "input_empty_list": ({"input": []}, "input"),
+    "input_item_not_object": ({"input": ["hi"]}, "input"),
+    "temperature_too_high": ({"input": "x", "temperature": 2.5}, "temperature"),
+    "temperature_text": ({"input": "x", "temperature": "0.5"}, "temperature"),
+    "top_p_too_high": ({"input": "x", "top_p": 1.5}, "top_p"),
+    "max_output_tokens_zero": ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+    "max_output_tokens_float": ({"input": "x", "max_output_tokens": 1.5}, "max_output_tokens"),
+    "tools_not_a_list": ({"input": "x", "tools": {"type": "image_generation"}}, "tools"),
+    "tool_not_an_object": ({"input": "x", "tools": ["image_generation"]}, "tools.0"),
+    "truncation_unknown": ({"input": "x", "truncation": "sometimes"}, "truncation"),
+    "metadata_value_not_text": ({"input": "x", "metadata": {"n": 1}}, "metadata.n"),
+}
+
+
+@pytest.mark.parametrize(("payload", "field"), BAD_RESPONSES.values(), ids=BAD_RESPONSES.keys())
+def test_bad_responses_payload_names_the_field_and_sends_nothing(
+    payload: dict[str, Any], field: str
+) -> None:
+    connector, transport, _ = responses_connector(DONE_TEXT)
+    error = fails(connector, job("openai_responses", **payload))
+    assert kind(error) == (T.VALIDATION_ERROR, error.failure_reason, False)
+    assert error.context["field"] == field
+    assert f"'{field}'" in error.message
+    assert transport.sent == []
+    with pytest.raises(ConnectorError) as at_submit:
+        OpenAIResponsesConnector.validate_payload(payload)
+    assert at_submit.value.context["field"] == field
+
+
+def test_store_false_is_refused_because_background_mode_needs_it() -> None:
+    with pytest.raises(ConnectorError, match="background mode needs a stored response"):
+        OpenAIResponsesConnector.validate_payload({"input": "x", "store": False})
 
 
 def test_queued_and_in_progress_report_progress_then_completed_returns_text() -> None:
@@ -589,6 +829,7 @@ def test_generated_image_is_saved_and_no_base64_stays_in_the_result() -> None:
         job("openai_responses", input="draw a fox", tools=[{"type": "image_generation"}])
     )
     assert [(src.data, mime) for src, mime in saver.saved] == [(PNG_B64, "image/png")]  # type: ignore[union-attr]
+    assert saver.expects == ["image"]  # the saver refuses anything that is not an image
     data = result.data or {}
     assert data["content_type"] == "image"
     assert data["image_url"] == "https://cdn.test/emp/job-openai_responses_1.png"
@@ -752,6 +993,7 @@ def test_each_b64_image_is_saved_and_listed() -> None:
         "model": "gpt-image-1",
     }
     assert len(saver.saved) == 2
+    assert saver.expects == ["image", "image"]
     data = result.data or {}
     assert data["image_url"] == "https://cdn.test/emp/job-openai_image_1.png"
     assert [i["url"] for i in data["images"]] == [
