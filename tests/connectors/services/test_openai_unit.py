@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from connectors.assets import (
     AssetSaver,
@@ -1054,3 +1055,9 @@ def test_health_is_get_models(cls: type[Connector], reply: Reply, healthy: bool)
     assert connector.check_health() is healthy
     assert connector.health_check_class.value == "minimal"
     assert connector.service_support()["isSupported"] is True
+
+
+def test_chat_streams_are_bounded_by_the_same_limit_as_the_task() -> None:
+    settings = OpenAISettings(api_key=SecretStr("k" * 12), timeout_seconds=60)
+    connector = OpenAITextConnector(settings)
+    assert connector.deadline == 2 * 60 + 30  # the task's soft time limit, from the same setting
