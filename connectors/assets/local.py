@@ -18,7 +18,7 @@ import requests
 
 from connectors.assets.base import SERVICE, AssetSource, ExpectedKind, SavedAsset
 from connectors.assets.netguard import DownloadPolicy, guarded_session
-from connectors.assets.pipeline import PreparedAsset, as_connector_errors, prepare
+from connectors.assets.pipeline import PreparedAsset, save_with
 from connectors.assets.staging import disk_error
 from connectors.errors import validation_error
 from connectors.models import JobData
@@ -55,27 +55,19 @@ class LocalAssetSaver:
         expect: ExpectedKind | None = None,
     ) -> SavedAsset:
         """Stage, name and write one output; raises ConnectorError if it cannot be saved."""
-        with (
-            as_connector_errors(),
-            prepare(
-                source,
-                job=job,
-                mime_type=mime_type,
-                expect=expect,
-                session=self.session,
-                policy=self.policy,
-                prefix=self.prefix,
-            ) as asset,
-        ):
-            path = self._write(asset)
-            return SavedAsset(
-                url=self._url(asset.key, path),
-                key=asset.key,
-                bucket=None,
-                mime_type=asset.mime_type,
-                size_bytes=asset.content.size,
-                sha256=asset.content.sha256,
-            )
+        return save_with(
+            self._store,
+            source,
+            job=job,
+            mime_type=mime_type,
+            expect=expect,
+            session=self.session,
+            policy=self.policy,
+            prefix=self.prefix,
+        )
+
+    def _store(self, asset: PreparedAsset) -> tuple[str, str | None]:
+        return self._url(asset.key, self._write(asset)), None
 
     def _write(self, asset: PreparedAsset) -> Path:
         path = (self.root / asset.key).resolve()

@@ -9,7 +9,7 @@ never completes with the asset missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,6 +21,7 @@ from connectors.assets.base import (
     Base64Data,
     ExpectedKind,
     RemoteUrl,
+    SavedAsset,
     StorageOverrides,
     asset_key,
     default_prefix,
@@ -34,7 +35,7 @@ from connectors.assets.staging import StagedContent, stage_base64, stage_bytes
 from connectors.errors import ConnectorError, FailureReason, FailureType, validation_error
 from connectors.models import JobData
 
-__all__ = ["PreparedAsset", "as_connector_errors", "prepare"]
+__all__ = ["PreparedAsset", "Store", "as_connector_errors", "prepare", "save_with"]
 
 
 @dataclass
@@ -105,3 +106,42 @@ def as_connector_errors() -> Iterator[None]:
         raise
     except Exception as exc:
         raise ConnectorError.from_exception(exc, SERVICE) from exc
+
+
+# What differs between savers: write the prepared file somewhere, return (url, bucket).
+Store = Callable[[PreparedAsset], tuple[str, str | None]]
+
+
+def save_with(
+    store: Store,
+    source: AssetSource,
+    *,
+    job: JobData,
+    mime_type: str | None,
+    expect: ExpectedKind | None,
+    session: requests.Session,
+    policy: DownloadPolicy,
+    prefix: str | None,
+) -> SavedAsset:
+    """Prepare `source`, hand it to `store`, and describe what was saved."""
+    with (
+        as_connector_errors(),
+        prepare(
+            source,
+            job=job,
+            mime_type=mime_type,
+            expect=expect,
+            session=session,
+            policy=policy,
+            prefix=prefix,
+        ) as asset,
+    ):
+        url, bucket = store(asset)
+        return SavedAsset(
+            url=url,
+            key=asset.key,
+            bucket=bucket,
+            mime_type=asset.mime_type,
+            size_bytes=asset.content.size,
+            sha256=asset.content.sha256,
+        )

@@ -17,7 +17,7 @@ from botocore.config import Config
 
 from connectors.assets.base import AssetSource, ExpectedKind, SavedAsset
 from connectors.assets.netguard import DownloadPolicy, guarded_session
-from connectors.assets.pipeline import PreparedAsset, as_connector_errors, prepare
+from connectors.assets.pipeline import PreparedAsset, save_with
 from connectors.assets.storage_errors import storage_error
 from connectors.models import JobData
 
@@ -134,28 +134,21 @@ class S3AssetSaver:
         expect: ExpectedKind | None = None,
     ) -> SavedAsset:
         """Stage, name and upload one output; raises ConnectorError if it cannot be saved."""
-        with (
-            as_connector_errors(),
-            prepare(
-                source,
-                job=job,
-                mime_type=mime_type,
-                expect=expect,
-                session=self.session,
-                policy=self.policy,
-                prefix=self.prefix,
-            ) as asset,
-        ):
-            bucket = asset.overrides.bucket or self.bucket
-            self._upload(asset, bucket)
-            return SavedAsset(
-                url=self._url(asset, bucket),
-                key=asset.key,
-                bucket=bucket,
-                mime_type=asset.mime_type,
-                size_bytes=asset.content.size,
-                sha256=asset.content.sha256,
-            )
+        return save_with(
+            self._store,
+            source,
+            job=job,
+            mime_type=mime_type,
+            expect=expect,
+            session=self.session,
+            policy=self.policy,
+            prefix=self.prefix,
+        )
+
+    def _store(self, asset: PreparedAsset) -> tuple[str, str | None]:
+        bucket = asset.overrides.bucket or self.bucket
+        self._upload(asset, bucket)
+        return self._url(asset, bucket), bucket
 
     def _context(self, bucket: str, key: str) -> dict[str, Any]:
         return {"bucket": bucket, "key": key, "endpoint": self.endpoint}
