@@ -118,3 +118,18 @@ def test_worker_without_its_token_exits_at_start_naming_it(tmp_path: Path, argv:
     assert lines == [
         "emp-tasks worker: missing required environment variables: glif: GLIF_API_TOKEN"
     ]
+
+
+def test_the_cli_works_from_any_directory(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("EMP_BROKER_URL", "EMP_RESULT_BACKEND")}
+    env["EMP_VAR_DIR"] = str(tmp_path / "var")
+    done = subprocess.run(
+        [sys.executable, "-m", "emp_tasks.cli", "status", "no-such-job", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr  # still pending: known to nobody yet
+    assert json.loads(done.stdout)["status"] == "pending"
