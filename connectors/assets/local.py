@@ -16,17 +16,16 @@ from urllib.parse import quote
 
 import requests
 
-from connectors.assets.base import SERVICE, AssetSource, ExpectedKind, SavedAsset
+from connectors.assets.base import SERVICE
 from connectors.assets.netguard import DownloadPolicy, guarded_session
-from connectors.assets.pipeline import PreparedAsset, save_with
+from connectors.assets.pipeline import PreparedAsset, StagingSaver
 from connectors.assets.staging import disk_error
 from connectors.errors import validation_error
-from connectors.models import JobData
 
 __all__ = ["LocalAssetSaver"]
 
 
-class LocalAssetSaver:
+class LocalAssetSaver(StagingSaver):
     """Saves job outputs as files under `root`; the URL is `public_url/<key>` or `file://`."""
 
     def __init__(
@@ -45,26 +44,6 @@ class LocalAssetSaver:
         # An injected session gets the per-hop URL checks only; build it with guarded_session()
         # to keep the connect-time address pin as well.
         self.session = session or guarded_session(self.policy)
-
-    def save(
-        self,
-        source: AssetSource,
-        *,
-        job: JobData,
-        mime_type: str | None = None,
-        expect: ExpectedKind | None = None,
-    ) -> SavedAsset:
-        """Stage, name and write one output; raises ConnectorError if it cannot be saved."""
-        return save_with(
-            self._store,
-            source,
-            job=job,
-            mime_type=mime_type,
-            expect=expect,
-            session=self.session,
-            policy=self.policy,
-            prefix=self.prefix,
-        )
 
     def _store(self, asset: PreparedAsset) -> tuple[str, str | None]:
         return self._url(asset.key, self._write(asset)), None

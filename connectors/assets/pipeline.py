@@ -9,6 +9,7 @@ never completes with the asset missing.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +36,14 @@ from connectors.assets.staging import StagedContent, stage_base64, stage_bytes
 from connectors.errors import ConnectorError, FailureReason, FailureType, validation_error
 from connectors.models import JobData
 
-__all__ = ["PreparedAsset", "Store", "as_connector_errors", "prepare", "save_with"]
+__all__ = [
+    "PreparedAsset",
+    "StagingSaver",
+    "Store",
+    "as_connector_errors",
+    "prepare",
+    "save_with",
+]
 
 
 @dataclass
@@ -145,3 +153,35 @@ def save_with(
             size_bytes=asset.content.size,
             sha256=asset.content.sha256,
         )
+
+
+class StagingSaver(abc.ABC):
+    """Base of the savers: `save` stages, types, screens and names; `_store` writes the file."""
+
+    session: requests.Session
+    policy: DownloadPolicy
+    prefix: str | None
+
+    def save(
+        self,
+        source: AssetSource,
+        *,
+        job: JobData,
+        mime_type: str | None = None,
+        expect: ExpectedKind | None = None,
+    ) -> SavedAsset:
+        """Save one output; raises ConnectorError if it cannot be saved (nothing is kept then)."""
+        return save_with(
+            self._store,
+            source,
+            job=job,
+            mime_type=mime_type,
+            expect=expect,
+            session=self.session,
+            policy=self.policy,
+            prefix=self.prefix,
+        )
+
+    @abc.abstractmethod
+    def _store(self, asset: PreparedAsset) -> tuple[str, str | None]:
+        """Write the prepared file; return its URL and bucket (None for a local folder)."""

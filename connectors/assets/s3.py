@@ -15,11 +15,9 @@ import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from connectors.assets.base import AssetSource, ExpectedKind, SavedAsset
 from connectors.assets.netguard import DownloadPolicy, guarded_session
-from connectors.assets.pipeline import PreparedAsset, save_with
+from connectors.assets.pipeline import PreparedAsset, StagingSaver
 from connectors.assets.storage_errors import storage_error
-from connectors.models import JobData
 
 __all__ = ["S3AssetSaver", "S3Client", "build_s3_client", "transfer_config"]
 
@@ -93,7 +91,7 @@ def build_s3_client(
     return cast(S3Client, client)
 
 
-class S3AssetSaver:
+class S3AssetSaver(StagingSaver):
     """Saves job outputs to an S3-compatible bucket; URL from the CDN or a presigned GET."""
 
     def __init__(
@@ -124,26 +122,6 @@ class S3AssetSaver:
         # to keep the connect-time address pin as well.
         self.session = session or guarded_session(self.policy)
         self.transfer = transfer or transfer_config()
-
-    def save(
-        self,
-        source: AssetSource,
-        *,
-        job: JobData,
-        mime_type: str | None = None,
-        expect: ExpectedKind | None = None,
-    ) -> SavedAsset:
-        """Stage, name and upload one output; raises ConnectorError if it cannot be saved."""
-        return save_with(
-            self._store,
-            source,
-            job=job,
-            mime_type=mime_type,
-            expect=expect,
-            session=self.session,
-            policy=self.policy,
-            prefix=self.prefix,
-        )
 
     def _store(self, asset: PreparedAsset) -> tuple[str, str | None]:
         bucket = asset.overrides.bucket or self.bucket
