@@ -125,15 +125,14 @@ def submit(
 
 
 def _refuse(service: str, job_id: str | None, error: ConnectorError, as_json: bool) -> None:
-    from emp_tasks.client import ERROR_FIELDS
+    from emp_tasks.client import error_fields
 
-    data = error.to_dict()
     record = {
         "job_id": job_id,
         "service": service,
         "status": "refused",
         "attempts": 0,
-        "error": {key: data[key] for key in ERROR_FIELDS},
+        "error": error_fields(error),
     }
     if as_json:
         click.echo(json.dumps(record))

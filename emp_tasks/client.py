@@ -11,7 +11,7 @@ from emp_tasks.celery_app import app
 from emp_tasks.config import resolve_service
 from emp_tasks.tasks import task_for
 
-__all__ = ["ERROR_FIELDS", "job_record", "submit"]
+__all__ = ["ERROR_FIELDS", "error_fields", "job_record", "submit"]
 
 ERROR_FIELDS = (
     "message",
@@ -44,7 +44,8 @@ def submit(
     )
 
 
-def _error_dict(exc: BaseException) -> dict[str, Any]:
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """The `error` block of a job record: the ConnectorError fields a caller acts on."""
     error = exc if isinstance(exc, ConnectorError) else ConnectorError.from_exception(exc)
     data = error.to_dict()
     return {key: data[key] for key in ERROR_FIELDS}
@@ -71,7 +72,7 @@ def job_record(job_id: str | AsyncResult, service: str | None = None) -> dict[st
         record["status"] = "failed"
         if isinstance(exc, ConnectorError):
             record["attempts"] = exc.context.get("attempts", record["attempts"])
-        record["error"] = _error_dict(exc if isinstance(exc, BaseException) else Exception(exc))
+        record["error"] = error_fields(exc if isinstance(exc, BaseException) else Exception(exc))
     elif state == "PROGRESS" and isinstance(result.info, dict):
         record["progress"] = result.info
     return record

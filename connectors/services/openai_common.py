@@ -34,6 +34,7 @@ __all__ = [
     "classify_openai_error",
     "connector_kwargs",
     "error_info",
+    "image_fields",
     "image_mime",
     "is_refusal",
     "probe_models",
@@ -249,6 +250,15 @@ def refine_openai_error(
 
 
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{100,}")
+
+
+def image_fields(images: list[dict[str, Any]]) -> dict[str, Any]:
+    """`images`, and the first one's `mime_type` and `image_url` (or `image_base64` inline)."""
+    first = images[0]
+    link = (
+        {"image_url": first["url"]} if "url" in first else {"image_base64": first["image_base64"]}
+    )
+    return {"images": images, "mime_type": first["mime_type"], **link}
 
 
 def strip_base64(value: Any) -> Any:

@@ -23,6 +23,7 @@ from connectors.services.openai_common import (
     OPENAI_CAPABILITIES,
     OpenAISettings,
     connector_kwargs,
+    image_fields,
     image_mime,
     probe_models,
     refine_openai_error,
@@ -99,16 +100,10 @@ class OpenAIImageConnector(HTTPConnector):
         data: dict[str, Any] = {
             "content_type": "image",
             "model_used": model,
-            "images": images,
-            "mime_type": images[0]["mime_type"],
+            **image_fields(images),
             "usage": body.get("usage") or {},
             **{key: body[key] for key in _ECHOED if key in body},
         }
-        first = images[0]
-        if "url" in first:
-            data["image_url"] = first["url"]
-        else:
-            data["image_base64"] = first["image_base64"]
         return JobResult(
             data=data,
             metadata={"service": "openai", "connector": self.service_type},

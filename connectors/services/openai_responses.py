@@ -39,6 +39,7 @@ from connectors.services.openai_common import (
     OPENAI_CAPABILITIES,
     OpenAISettings,
     connector_kwargs,
+    image_fields,
     image_mime,
     probe_models,
     refine_openai_error,
@@ -277,12 +278,7 @@ class OpenAIResponsesConnector(PollingHTTPConnector):
         }
         assets = [entry.pop("asset") for entry in images if "asset" in entry]
         if images:
-            first = images[0]
-            data.update(images=images, mime_type=first["mime_type"])
-            if "url" in first:
-                data["image_url"] = first["url"]
-            else:
-                data["image_base64"] = first["image_base64"]
+            data.update(image_fields(images))
         return JobResult(
             data=data,
             metadata={"service": "openai", "connector": self.service_type},
