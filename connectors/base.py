@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, TypeVar, final
 from pydantic import BaseModel, ValidationError
 
 from connectors.errors import ConnectorError, FailureReason, FailureType, validation_error
-from connectors.health import HealthCheckCapabilities, HealthCheckClass, missing
+from connectors.health import HealthCheckCapabilities, HealthCheckClass, HealthReport, missing
 from connectors.models import JobData, JobResult, ProgressCallback, no_progress
 from connectors.rules import classify_message
 
@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 ConnectorStatus = Literal["starting", "idle", "active", "error", "offline"]
 # Final methods and the hook a subclass implements instead.
-_FINAL = {"process_job": "process_job_impl", "check_health": "health_probe"}
+_FINAL = {
+    "process_job": "process_job_impl",
+    "check_health": "health_probe",
+    "health": "health_probe",
+}
 
 
 def payload_error(exc: ValidationError, *, service: str | None) -> ConnectorError:
@@ -136,16 +140,33 @@ class BaseConnector(abc.ABC):
         """Do the work. Raise ConnectorError on failure; return only successful results."""
 
     @final
+    def health(self) -> HealthReport:
+        """Probe the provider and report the outcome; never raises."""
+        try:
+            answered = self.health_probe()
+        except ConnectorError as exc:
+            exc.attach_service(exc.service or self.service_type)
+            return HealthReport.from_error(exc)
+        except Exception as exc:  # a health check reports, it does not fail the worker
+            return HealthReport.from_error(ConnectorError.from_exception(exc, self.service_type))
+        if not answered:
+            return HealthReport(False, f"{self.service_type} health probe reported unhealthy")
+        return HealthReport.ok()
+
+    @final
     def check_health(self) -> bool:
         """True when the service answers; never raises."""
-        try:
-            return bool(self.health_probe())
-        except Exception as exc:  # a health check reports, it does not fail the worker
-            log.warning("%s health check failed: %s", self.service_type, exc)
-            return False
+        report = self.health()
+        if not report.healthy:
+            log.warning("%s health check failed: %s", self.service_type, report.detail)
+        return report.healthy
 
     def health_probe(self) -> bool:
-        """Probe the service (may raise). Default: healthy."""
+        """Probe the service: raise a ConnectorError (or return False) when unhealthy."""
+        return True
+
+    def periodic_health_check_allowed(self) -> bool:
+        """Whether a worker may repeat `health_probe` on a timer (False when it costs money)."""
         return True
 
     def service_support(self) -> dict[str, Any]:

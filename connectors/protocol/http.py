@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,14 +28,21 @@ from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
 from connectors.redact import register_secret, truncate
 
 __all__ = [
+    "PROBE_READ_TIMEOUT",
     "ApiKeyHeaderAuth",
     "BearerAuth",
+    "CallObserver",
     "HTTPConnector",
     "HttpRequest",
     "Timeouts",
     "new_session",
 ]
 
+log = logging.getLogger(__name__)
+# Told of every call sent: the HTTP status (or the failure type when no reply came) and seconds.
+CallObserver = Callable[[str, float], None]
+# A health probe answers in well under a second; a slow one is itself the answer.
+PROBE_READ_TIMEOUT = 10.0
 _TAGS = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 
@@ -90,6 +99,7 @@ class HttpRequest:
     params: Mapping[str, str] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
+    read_timeout: float | None = None  # overrides the connector's read timeout (probes)
 
     def summary(self) -> dict[str, Any]:
         """What the request was, for forensic context (secrets are redacted downstream)."""
@@ -139,6 +149,7 @@ class HTTPConnector(BaseConnector):
         auth: AuthBase | None = None,
         timeouts: Timeouts | None = None,
         session: requests.Session | None = None,
+        on_call: CallObserver | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -146,6 +157,7 @@ class HTTPConnector(BaseConnector):
         self.auth = auth
         self.timeouts = timeouts or Timeouts()
         self.session = session or new_session()
+        self._on_call = on_call
 
     def url(self, path: str = "") -> str:
         return f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
@@ -183,6 +195,7 @@ class HTTPConnector(BaseConnector):
 
     def send(self, request: HttpRequest) -> requests.Response:
         """Send once; a network failure or an error status raises a classified error."""
+        started = time.monotonic()
         try:
             response = self.session.request(
                 request.method,
@@ -191,7 +204,7 @@ class HTTPConnector(BaseConnector):
                 params=request.params,
                 headers=dict(request.headers),
                 auth=self.auth,
-                timeout=self.timeouts.as_tuple(),
+                timeout=self._timeout(request),
                 stream=request.stream,
                 # requests drops only `Authorization` when a redirect changes host; an API key in
                 # its own header (x-goog-api-key) would follow. An API call is never redirected.
@@ -199,14 +212,40 @@ class HTTPConnector(BaseConnector):
             )
         except requests.RequestException as exc:
             error = error_from_exception(exc, self.service_type)
+            self._observe(error.failure_type.value, started)
             error.annotate(request=request.summary())
             raise error from exc
+        self._observe(str(response.status_code), started)
         if response.status_code >= 300:
             try:
                 raise self.error_for_response(response, request)
             finally:
                 response.close()  # a streamed error body must not hold its pooled connection
         return response
+
+    def _observe(self, status: str, started: float) -> None:
+        if self._on_call is not None:
+            try:
+                self._on_call(status, time.monotonic() - started)
+            except Exception:  # a metric lost must not change the job's outcome
+                log.exception("call observer failed")
+
+    def _timeout(self, request: HttpRequest) -> tuple[float, float]:
+        if request.read_timeout is None:
+            return self.timeouts.as_tuple()
+        return (self.timeouts.connect, request.read_timeout)
+
+    def send_probe(self, request: HttpRequest) -> requests.Response:
+        """Send a health probe the normal way (`send`: no redirects), with a short read timeout."""
+        if request.read_timeout is None:
+            request = replace(request, read_timeout=PROBE_READ_TIMEOUT)
+        try:
+            return self.send(request)
+        except ConnectorError as exc:
+            if exc.status_code is not None and 300 <= exc.status_code < 400:
+                # A redirect names some other host; its answer says nothing about this provider.
+                exc.explain("a probe does not follow redirects")
+            raise
 
     def error_for_response(
         self, response: requests.Response, request: HttpRequest

@@ -151,13 +151,9 @@ class GeminiConnector(HTTPConnector):
 
     def health_probe(self) -> bool:
         # Listing models is free and needs a valid key: a cheap, honest liveness check.
-        response = self.session.get(
-            self.url("models"),
-            params={"pageSize": "1"},
-            auth=self.auth,
-            timeout=(self.timeouts.connect, 10.0),
-        )
-        return response.status_code == 200
+        # Sent through `send_probe`, so a redirect is not followed with the key on it.
+        self.send_probe(HttpRequest("GET", self.url("models"), params={"pageSize": "1"}))
+        return True
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -252,15 +252,26 @@ class GlifConnector(HTTPConnector):
         )
 
     def health_probe(self) -> bool:
-        # A run of the configured cheap workflow when set; otherwise a call with no workflow id,
-        # which Glif answers (with an `error`) without running anything - but only for a valid
-        # token: a bad token gets 401 and the probe fails.
+        # With GLIF_HEALTH_CHECK_WORKFLOW_ID: run that cheap workflow, which must succeed.
+        # Without: a call with no workflow id, which Glif answers 200 + `error` for a valid token
+        # without running anything, and 401 for a bad one (raised by `send`).
         workflow = self.settings.health_check_workflow_id or ""
-        inputs = ["health-check"] if workflow else []
-        response = self.session.post(
-            self.url(),
-            json={"id": workflow, "inputs": inputs},
-            auth=self.auth,
-            timeout=(self.timeouts.connect, 10.0),
-        )
-        return response.status_code == 200
+        body = {"id": workflow, "inputs": ["health-check"] if workflow else []}
+        reply = self.json_body(self.send_probe(HttpRequest("POST", self.url(), json=body)))
+        error = reply.get("error") if isinstance(reply, dict) else None
+        if workflow and error:
+            ftype, reason, retryable = classify_glif_error(str(error))
+            raise ConnectorError(
+                f"Glif health-check workflow {workflow} failed: {error}",
+                failure_type=ftype,
+                failure_reason=reason,
+                retryable=retryable,
+                status_code=200,
+                service=self.service_type,
+            )
+        return True
+
+    def periodic_health_check_allowed(self) -> bool:
+        # Only a configured health-check workflow is a call the operator chose to pay for on a
+        # timer; the no-id call is undocumented, so it runs at start and on demand only.
+        return bool(self.settings.health_check_workflow_id)

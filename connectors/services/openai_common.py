@@ -24,7 +24,7 @@ from connectors.assets.mime import mime_from_magic
 from connectors.classify import Classification, should_retry_header
 from connectors.errors import ConnectorError, FailureReason, FailureType, require_secret
 from connectors.health import HealthCheckCapabilities
-from connectors.protocol.http import BearerAuth, HTTPConnector, Timeouts
+from connectors.protocol.http import BearerAuth, HTTPConnector, HttpRequest, Timeouts
 
 __all__ = [
     "BASE64_REMOVED",
@@ -106,11 +106,9 @@ def connector_kwargs(
 
 
 def probe_models(connector: HTTPConnector) -> bool:
-    """The MINIMAL health probe: `GET /models` answers 200 for a valid key."""
-    response = connector.session.get(
-        connector.url("models"), auth=connector.auth, timeout=(connector.timeouts.connect, 10.0)
-    )
-    return response.status_code == 200
+    """The MINIMAL health probe: `GET /models` answers 200 for a valid key (else raises)."""
+    connector.send_probe(HttpRequest("GET", connector.url("models")))
+    return True
 
 
 # Refusals open with the apology; matching only the head keeps an essay *about* content policy

@@ -311,6 +311,54 @@ def test_default_health_probe_is_healthy() -> None:
     assert EchoConnector().check_health() is True
 
 
+def _probe_raises_auth() -> bool:
+    raise ConnectorError(
+        "HTTP 401 from echo: bad key secret-echo-key-1234",
+        failure_type=FailureType.AUTH_ERROR,
+        failure_reason=FailureReason.INVALID_API_KEY,
+    )
+
+
+@pytest.mark.parametrize(
+    ("probe", "healthy", "detail"),
+    [
+        (lambda: True, True, "ok"),
+        (lambda: False, False, "echo health probe reported unhealthy"),
+        (_probe_raises_auth, False, "auth_error/invalid_api_key: HTTP 401 from echo: bad key"),
+        (_probe_raises, False, "network_error/connection_failed: ConnectionError: down"),
+        (lambda: 1 / 0, False, "system_error/internal_error: ZeroDivisionError"),
+    ],
+    ids=["healthy", "false", "classified", "connection_error", "bug"],
+)
+def test_health_reports_the_classified_failure(
+    probe: Callable[[], Any], healthy: bool, detail: str
+) -> None:
+    report = ProbeConnector(probe).health()
+    assert report.healthy is healthy
+    assert report.detail.startswith(detail)
+
+
+def test_health_detail_never_carries_a_registered_secret() -> None:
+    from connectors.redact import register_secret
+
+    register_secret("secret-echo-key-1234")
+    report = ProbeConnector(_probe_raises_auth).health()
+    assert "secret-echo-key-1234" not in report.detail
+    assert report.to_dict()["failure_type"] == "auth_error"
+
+
+def test_subclass_defining_health_fails_at_class_creation() -> None:
+    with pytest.raises(TypeError, match=r"health\(\).*final.*health_probe"):
+
+        class Bad(EchoConnector):
+            def health(self) -> Any:  # type: ignore[misc]
+                return None
+
+
+def test_periodic_health_checks_are_allowed_by_default() -> None:
+    assert EchoConnector().periodic_health_check_allowed() is True
+
+
 # --- payload validation -------------------------------------------------------------------------
 
 

@@ -662,18 +662,41 @@ def test_health_probe_lists_models_with_the_key() -> None:
     assert connector.check_health() is True
     assert adapter.last_url.startswith(f"{BASE}/models?")
     assert adapter.last.headers["x-goog-api-key"] == KEY
+    assert adapter.timeouts[-1][1] == 10.0  # the probe's short read timeout
 
 
 @pytest.mark.parametrize(
-    "reply",
-    [rpc(400, "INVALID_ARGUMENT", "API key not valid", KEY_INFO), requests.ConnectionError("x")],
-    ids=["bad_key", "down"],
+    ("reply", "detail"),
+    [
+        (rpc(400, "INVALID_ARGUMENT", "API key not valid", KEY_INFO), "auth_error/invalid_api_key"),
+        (rpc(503, "UNAVAILABLE", "overloaded"), "service_error/"),
+        (requests.ConnectionError("refused"), "network_error/connection_failed"),
+    ],
+    ids=["bad_key", "503", "down"],
 )
-def test_health_probe_is_false_when_the_key_or_service_fails(
-    reply: Reply | BaseException,
+def test_health_is_unhealthy_with_the_classified_reason(
+    reply: Reply | BaseException, detail: str
 ) -> None:
     connector, _ = make(GeminiTextConnector, reply)
+    report = connector.health()
+    assert not report.healthy
+    assert report.detail.startswith(detail), report.detail
+    assert KEY not in report.detail
+    connector, _ = make(GeminiTextConnector, reply)
     assert connector.check_health() is False
+
+
+def test_health_probe_does_not_follow_a_redirect_with_the_key() -> None:
+    connector, adapter = make(
+        GeminiTextConnector,
+        Reply(302, b"", {"Location": "https://attacker.example/models"}),
+        json_reply({"models": []}),
+    )
+    report = connector.health()
+    assert not report.healthy
+    assert "does not follow redirects" in report.detail
+    assert len(adapter.requests) == 1  # attacker.example is never contacted
+    assert adapter.last_url.startswith(f"{BASE}/models?")
 
 
 # --- the pure decisions ---------------------------------------------------------------------------

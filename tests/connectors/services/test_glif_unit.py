@@ -734,20 +734,33 @@ def test_result_serialises_to_json() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reply", "healthy"),
+    ("reply", "healthy", "detail"),
     [
-        (json_reply({"error": "glif not found"}), True),
-        (json_reply({"error": "Unauthorized"}, 401), False),
-        (empty_reply(503), False),
-        (requests.ConnectionError("refused"), False),
-        (requests.ReadTimeout("slow"), False),
+        (json_reply({"error": "glif not found"}), True, "ok"),
+        (json_reply({"error": "Unauthorized"}, 401), False, "auth_error/invalid_api_key: HTTP 401"),
+        (empty_reply(503), False, "service_error/service_unavailable: HTTP 503"),
+        (html_reply("<h1>proxy</h1>", 200), False, "response_error/invalid_response_format"),
+        (requests.ConnectionError("refused"), False, "network_error/connection_failed"),
+        (requests.ReadTimeout("slow"), False, "timeout/network_timeout"),
     ],
-    ids=["200_error", "401", "503", "refused", "timeout"],
+    ids=["200_error", "401", "503", "200_not_json", "refused", "timeout"],
 )
-def test_check_health_never_raises(reply: Reply | BaseException, healthy: bool) -> None:
+def test_health_reports_why_and_check_health_never_raises(
+    reply: Reply | BaseException, healthy: bool, detail: str
+) -> None:
     connector, adapter = make(reply)
-    assert connector.check_health() is healthy
+    report = connector.health()
+    assert (report.healthy, report.detail.startswith(detail)) == (healthy, True), report.detail
+    assert TOKEN not in report.detail
     assert body_json(adapter.last) == {"id": "", "inputs": []}
+    adapter.add(reply)
+    assert connector.check_health() is healthy
+
+
+def test_health_probe_is_a_short_request_through_send() -> None:
+    connector, adapter = make(json_reply({"error": "glif not found"}))
+    assert connector.health().healthy
+    assert adapter.timeouts == [(10.0, 10.0)]  # the probe's read timeout, not the job's 60 s
 
 
 def test_health_probe_runs_the_configured_workflow() -> None:
@@ -756,6 +769,42 @@ def test_health_probe_runs_the_configured_workflow() -> None:
     assert connector.check_health() is True
     assert body_json(adapter.last) == {"id": "cheap-wf", "inputs": ["health-check"]}
     assert adapter.last.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize(
+    ("error", "detail"),
+    [
+        ("Insufficient credits", "resource_limit/insufficient_credits"),
+        ("glif not found", "validation_error/invalid_payload"),
+    ],
+)
+def test_a_failing_health_check_workflow_is_unhealthy(error: str, detail: str) -> None:
+    settings = GlifSettings(api_token=TOKEN, health_check_workflow_id="cheap-wf")
+    connector, _ = make(json_reply({"error": error}), settings=settings)
+    report = connector.health()
+    assert not report.healthy
+    assert report.detail.startswith(f"{detail}: Glif health-check workflow cheap-wf failed")
+
+
+def test_a_redirect_is_not_followed_by_the_probe() -> None:
+    connector, adapter = make(
+        Reply(302, b"", {"Location": "https://elsewhere.example/"}),
+        json_reply({"error": "glif not found"}),
+    )
+    report = connector.health()
+    assert not report.healthy
+    assert "HTTP 302" in report.detail
+    assert "does not follow redirects" in report.detail
+    assert [r.url for r in adapter.requests] == ["https://simple-api.glif.app/"]
+
+
+@pytest.mark.parametrize(("workflow", "allowed"), [(None, False), ("cheap-wf", True)])
+def test_periodic_checks_only_with_a_health_check_workflow(
+    workflow: str | None, allowed: bool
+) -> None:
+    settings = GlifSettings(api_token=TOKEN, health_check_workflow_id=workflow)
+    connector, _ = make(settings=settings)
+    assert connector.periodic_health_check_allowed() is allowed
 
 
 def test_glif_is_a_minimal_health_class_and_is_supported() -> None:

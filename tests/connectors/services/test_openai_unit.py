@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+import requests
 from pydantic import SecretStr
 
 from connectors.assets import (
@@ -1043,18 +1044,44 @@ def test_image_save_assets_false_returns_base64_inline() -> None:
     "cls", [OpenAITextConnector, OpenAIResponsesConnector, OpenAIImageConnector]
 )
 @pytest.mark.parametrize(
-    ("reply", "healthy"),
+    ("reply", "healthy", "detail"),
     [
-        (json_reply({"data": []}), True),
-        (err(401, "invalid_api_key", "invalid_request_error", "bad"), False),
+        (json_reply({"data": []}), True, "ok"),
+        (
+            err(401, "invalid_api_key", "invalid_request_error", f"Incorrect API key: {KEY}"),
+            False,
+            "auth_error/invalid_api_key: HTTP 401",
+        ),
+        (err(500, None, "server_error", "boom"), False, "service_error/"),
+        (requests.ConnectionError("refused"), False, "network_error/connection_failed"),
     ],
+    ids=["ok", "401", "500", "refused"],
 )
-def test_health_is_get_models(cls: type[Connector], reply: Reply, healthy: bool) -> None:
+def test_health_is_get_models(
+    cls: type[Connector], reply: Reply | BaseException, healthy: bool, detail: str
+) -> None:
     transport = ScriptedTransport().add("GET", f"{BASE}/models", reply)
     connector = make(cls, transport)
+    report = connector.health()
+    assert report.healthy is healthy
+    assert report.detail.startswith(detail), report.detail
+    assert KEY not in report.detail  # the provider echoed the key; the report must not
     assert connector.check_health() is healthy
     assert connector.health_check_class.value == "minimal"
     assert connector.service_support()["isSupported"] is True
+
+
+def test_health_probe_does_not_follow_a_redirect() -> None:
+    elsewhere = "https://elsewhere.example/v1/models"
+    transport = (
+        ScriptedTransport()
+        .add("GET", f"{BASE}/models", Reply(302, headers={"Location": elsewhere}))
+        .add("GET", elsewhere, json_reply({"data": []}))
+    )
+    report = make(OpenAITextConnector, transport).health()
+    assert not report.healthy
+    assert "HTTP 302" in report.detail
+    assert transport.calls("GET", elsewhere) == []
 
 
 def test_chat_streams_are_bounded_by_the_same_limit_as_the_task() -> None:
