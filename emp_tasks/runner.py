@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from functools import partial
 from typing import Any
 
 from celery import Task, signals
@@ -16,7 +18,9 @@ from connectors.base import BaseConnector
 from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
 from connectors.models import JobData, JobProgress
+from connectors.protocol.http import HTTPConnector
 from emp_tasks import events as ev
+from emp_tasks import metrics, outcomes
 from emp_tasks.config import ServiceSpec, connector_class
 from emp_tasks.retry import RetryPolicy, retry_decision
 
@@ -35,7 +39,11 @@ def get_connector(spec: ServiceSpec) -> BaseConnector:
     """One connector per service per worker process (its HTTP session is a keep-alive pool)."""
     with _lock:
         if spec.name not in _connectors:
-            _connectors[spec.name] = connector_class(spec)()
+            cls = connector_class(spec)
+            kwargs: dict[str, Any] = {}
+            if issubclass(cls, HTTPConnector):
+                kwargs["on_call"] = partial(metrics.observe_call, spec.name)
+            _connectors[spec.name] = cls(**kwargs)
         return _connectors[spec.name]
 
 
@@ -133,6 +141,8 @@ def run_job(
     """The body of every `emp.<service>` task."""
     attempt = int(task.request.retries or 0)
     events = JobEvents(task, spec.name, str(task.request.id), attempt)
+    began = time.monotonic()
+    outcomes.started(spec.name)
     try:
         job = _job(task, spec, payload, ctx, metadata)
         result = get_connector(spec).process_job(job, events.progress)
@@ -147,12 +157,36 @@ def run_job(
             "complete_job",
             ev.complete_fields(spec.name, job.id, attempt + 1, result.processing_time_ms),
         )
+        _ended(spec, "completed", events, began, metadata=result.metadata)
         return result.model_dump(mode="json")
-    raise _fail_or_retry(task, spec, error, attempt, events)
+    raise _fail_or_retry(task, spec, error, attempt, events, began)
+
+
+def _ended(
+    spec: ServiceSpec,
+    outcome: outcomes.Outcome,
+    events: JobEvents,
+    began: float,
+    **details: Any,
+) -> None:
+    duration_ms = round((time.monotonic() - began) * 1000)
+    outcomes.ended(
+        spec.name,
+        outcome,
+        job_id=events.job_id,
+        attempt=events.attempt + 1,
+        duration_ms=duration_ms,
+        **details,
+    )
 
 
 def _fail_or_retry(
-    task: Task, spec: ServiceSpec, error: ConnectorError, attempt: int, events: JobEvents
+    task: Task,
+    spec: ServiceSpec,
+    error: ConnectorError,
+    attempt: int,
+    events: JobEvents,
+    began: float,
 ) -> BaseException:
     events.close()
     if not error.service:
@@ -163,6 +197,7 @@ def _fail_or_retry(
             "retry_job",
             ev.retry_fields(spec.name, events.job_id, error, attempt + 1, decision.countdown),
         )
+        _ended(spec, "retried", events, began, error=error)
         # Celery's own retry: a new message with the same id, delivered after `countdown`.
         # max_retries=None because retry_decision is the one place that bounds attempts.
         retry: BaseException = task.retry(exc=error, countdown=decision.countdown, max_retries=None)
@@ -175,6 +210,7 @@ def _fail_or_retry(
     events.send(
         "fail_job", ev.fail_fields(spec.name, events.job_id, error, attempt + 1, decision.reason)
     )
+    _ended(spec, "failed", events, began, error=error)
     return error
 
 
