@@ -6,13 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import redis
 
-__all__ = ["RedisServer", "WorkerProcess"]
+__all__ = ["RedisServer", "WorkerProcess", "console_script"]
 
 
 class RedisServer:
@@ -62,8 +63,17 @@ class RedisServer:
             self.proc.wait(timeout=10)
 
 
+def console_script(name: str) -> str:
+    """The path of a console script installed beside this interpreter (emp-tasks, celery)."""
+    return str(Path(sys.executable).with_name(name))
+
+
 class WorkerProcess:
-    """`celery -A emp_tasks worker` in a subprocess, its log in a file."""
+    """A worker started as users start it, from a directory that is not the repository.
+
+    Default: `celery -A emp_tasks worker -Q <queues> -P threads ...` (the README's second form).
+    `argv` replaces it, e.g. `[console_script("emp-tasks"), "worker", "--service", "glif"]`.
+    """
 
     def __init__(
         self,
@@ -72,13 +82,14 @@ class WorkerProcess:
         queues: str = "glif",
         concurrency: int = 4,
         name: str = "test",
+        argv: list[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.env = {**os.environ, **env}
         self.log = log
-        self.argv = [
-            sys.executable,
-            "-m",
-            "celery",
+        self.cwd = cwd or Path(tempfile.mkdtemp(prefix="emp-worker-cwd-"))
+        self.argv = argv or [
+            console_script("celery"),
             "-A",
             "emp_tasks",
             "worker",
@@ -101,7 +112,7 @@ class WorkerProcess:
     def start(self, timeout: float = 30) -> WorkerProcess:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -115,11 +126,13 @@ class WorkerProcess:
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM (a graceful stop), SIGKILL after `timeout`; the exit code."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        return None if self.proc is None else self.proc.returncode
