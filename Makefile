@@ -16,12 +16,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# redis-server is the one system package the tests need (a real broker and result backend).
+# System packages the tests need: redis-server (a real broker and result backend), and Chromium
+# with its driver (the Flower browser test; it skips without them). Each is "command:package";
+# only the missing ones are installed, so apt-get runs (and updates its lists) at most once.
+SYSTEM_DEPS := redis-server:redis-server chromium:chromium chromedriver:chromium-driver
+
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@missing=; for dep in $(SYSTEM_DEPS); do \
+	  command -v "$${dep%%:*}" >/dev/null 2>&1 || missing="$$missing $${dep#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	  else echo "redis-server is required for the integration tests (apt-get install redis-server)"; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "the tests need these system packages: apt-get install$$missing"; \
+	    case "$$missing " in *" redis-server "*) exit 1;; esac; fi; fi
 
 demo: install
 	$(BIN)/emp-tasks demo
