@@ -6,7 +6,9 @@ from celery import Celery
 
 __all__ = ["app"]
 
-app = Celery("emp_tasks")
+# `include`: every worker imports the tasks however it was started (`emp-tasks worker`,
+# `celery -A emp_tasks worker`, from any directory), so none starts with an empty [tasks] list.
+app = Celery("emp_tasks", include=["emp_tasks.tasks"])
 app.config_from_object("celeryconfig")
 
 from emp_tasks import worker  # noqa: E402,F401  - the start-up check for `celery -A emp_tasks worker`

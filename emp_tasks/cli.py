@@ -30,27 +30,6 @@ def main() -> None:
     """Run AI generation jobs on Celery workers, one queue per service."""
 
 
-@main.command()
-@click.option("--service", required=True, help="Service name from config/service-mapping.json.")
-@click.option("--concurrency", type=int, default=None, help="Worker slots (default: mapping).")
-@click.option("--pool", type=click.Choice(["threads", "prefork", "solo"]), default=None)
-@click.option("--loglevel", default="info", show_default=True)
-def worker(service: str, concurrency: int | None, pool: str | None, loglevel: str) -> None:
-    """Start a Celery worker on one service's queue."""
-    from emp_tasks.config import resolve_service
-    from emp_tasks.worker import check_environment, worker_argv
-
-    try:
-        spec = resolve_service(service)
-    except ConnectorError as exc:
-        raise click.ClickException(exc.message) from None
-    complaint = check_environment([spec])
-    if complaint:
-        click.echo(complaint, err=True)
-        sys.exit(EXIT_FAILED)
-    _app().worker_main(worker_argv(spec, concurrency, pool, loglevel))
-
-
 def _print_record(record: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record, default=str))
@@ -172,16 +151,17 @@ def demo() -> None:
     sys.exit(subprocess.call([sys.executable, "-m", "emp_tasks.demo"], env=env))
 
 
-@main.command()
-@click.option("--port", default=5555, show_default=True)
-def flower(port: int) -> None:
-    """Start Flower (monitoring UI) against this project's broker."""
-    sys.exit(
-        subprocess.call(
-            [sys.executable, "-m", "celery", "-A", "emp_tasks", "flower", f"--port={port}"]
-        )
-    )
+def _register_commands() -> None:
+    # Each fleet command lives in its own module; they share this group.
+    from emp_tasks.flower_cmd import flower
+    from emp_tasks.health_cmd import health, ping
+    from emp_tasks.worker_cmd import worker
 
+    for command in (worker, health, ping, flower):
+        main.add_command(command)
+
+
+_register_commands()
 
 if __name__ == "__main__":
     main()

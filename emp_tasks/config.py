@@ -82,13 +82,24 @@ class ServiceSpec(BaseModel):
     connector: str
     description: str = ""
     queue: str
-    pool: Literal["threads", "prefork", "solo"] = "threads"
-    concurrency: int = Field(default=1, ge=1)
+    type: str = "external_api"
+    # GPU-bound services default to a prefork pool of one (a crash or a CUDA leak takes one
+    # child process, not the worker); API services default to threads.
+    is_gpu_bound: bool = False
+    pool: Literal["threads", "prefork", "gevent", "solo"] | None = None
+    concurrency: int = Field(default=1, ge=1)  # slots; 1 suits a GPU
     retry_attempts: int = Field(default=3, ge=0)  # retries after the first run
     retry_delay_seconds: float = Field(default=2.0, gt=0)
     timeout_seconds: float = Field(default=60.0, gt=0)
     required_env: list[str] = Field(default_factory=list)
     saves_assets: bool = False  # its outputs go to CLOUD_STORAGE_*, checked at worker start
+    # How often a worker re-probes the provider (0: never; the start-up probe still runs).
+    health_check_interval_seconds: float = Field(default=0.0, ge=0)
+
+    @property
+    def worker_pool(self) -> str:
+        """The pool this service's workers use (the mapping's, or derived from the kind)."""
+        return self.pool or ("prefork" if self.is_gpu_bound else "threads")
 
     @property
     def task_name(self) -> str:

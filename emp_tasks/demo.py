@@ -119,25 +119,9 @@ def _jobs(gemini: GeminiEmulator) -> tuple[DemoJob, ...]:
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "emp_tasks",
-        "worker",
-        "-Q",
-        QUEUES,
-        "-P",
-        "threads",
-        "-c",
-        "8",
-        "-E",
-        "-l",
-        "info",
-        "-n",
-        "demo@%h",
-    ]
+    # The documented command, as a user types it: `emp-tasks worker --service a,b,...`.
+    argv = [sys.executable, "-m", "emp_tasks.cli", "worker", "--service", QUEUES]
+    argv += ["--concurrency", "8", "--name", "demo@%h"]
     with log.open("wb") as out:  # the worker's own log, kept out of the showcase's output
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -1,12 +1,20 @@
-"""Worker start-up: refuse to start a service whose required environment is missing.
+"""Worker start-up: refuse a worker that cannot run its services, then start its side jobs.
 
 Both `emp-tasks worker --service glif` and `celery -A emp_tasks worker -Q glif` pass through
-`check_environment`, so a worker without GLIF_API_TOKEN exits non-zero at once with one line
-naming the variable, instead of taking jobs and failing each of them.
+here (Celery's `celeryd_init`, in the main process, before any job is taken):
+
+- `check_environment`: a worker without GLIF_API_TOKEN, with broken storage settings, a bad
+  EMP_METRICS_PORT or EMP_LOG_FORMAT exits non-zero at once with one line naming the setting,
+  instead of taking jobs and failing each of them;
+- the tokens of the services it serves are registered for redaction before anything logs;
+- `/metrics` is served when EMP_METRICS_PORT is set, and the health monitor probes each
+  service at start and then every `health_check_interval_seconds`.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -15,9 +23,13 @@ from celery import signals
 
 from connectors.assets import saver_from_env
 from connectors.errors import ConnectorError
+from connectors.redact import register_secret
+from emp_tasks import logs, metrics, shutdown
 from emp_tasks.config import ServiceSpec, missing_env, services
 
-__all__ = ["check_environment", "services_for_queues", "worker_argv"]
+__all__ = ["check_environment", "services_for_queues"]
+
+_served: list[ServiceSpec] = []
 
 
 def services_for_queues(queues: Iterable[str] | None) -> list[ServiceSpec]:
@@ -36,6 +48,11 @@ def check_environment(specs: Iterable[ServiceSpec], env: Mapping[str, str] | Non
     ]
     if problems:
         return "emp-tasks worker: missing required environment variables: " + "; ".join(problems)
+    try:
+        metrics.metrics_address(env)
+        logs.log_format(env)
+    except ConnectorError as exc:
+        return f"emp-tasks worker: {exc.message}"
     if any(spec.saves_assets for spec in specs):
         # Building the saver checks CLOUD_STORAGE_* without any network call; a bad setting
         # found now costs nothing, found per job it costs a paid provider call each time.
@@ -55,27 +72,32 @@ def _queues_option(options: Mapping[str, Any]) -> list[str]:
 
 @signals.celeryd_init.connect  # type: ignore[untyped-decorator]
 def _refuse_missing_env(options: Mapping[str, Any] | None = None, **_: Any) -> None:
-    complaint = check_environment(services_for_queues(_queues_option(options or {})))
+    specs = services_for_queues(_queues_option(options or {}))
+    complaint = check_environment(specs)
     if complaint:
         print(complaint, file=sys.stderr, flush=True)
         raise SystemExit(1)
+    for spec in specs:
+        for name in spec.required_env:
+            register_secret(os.environ.get(name))
+    _served[:] = specs
+    where = metrics.metrics_address()
+    if where is not None:
+        metrics.serve_metrics(where)  # before the pool forks: one server, in the main process
 
 
-def worker_argv(
-    spec: ServiceSpec, concurrency: int | None, pool: str | None, loglevel: str
-) -> list[str]:
-    """`celery worker` arguments for one service, with the mapping's defaults."""
-    return [
-        "worker",
-        "-Q",
-        spec.queue,
-        "-P",
-        pool or spec.pool,
-        "-c",
-        str(concurrency or spec.concurrency),
-        "-n",
-        f"{spec.name}@%h",
-        "-E",
-        "-l",
-        loglevel,
-    ]
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _start_health_checks(**_: Any) -> None:
+    from emp_tasks.health import start_health_checks
+
+    start_health_checks(_served or services_for_queues(None))
+
+
+@signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _remove_own_metrics_dir(**_: Any) -> None:
+    folder = os.environ.get("EMP_METRICS_OWN_DIR")
+    if folder and folder == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_ = shutdown  # its signal handlers bound every warm shutdown of this worker

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emp_tasks.config import load_services
-from emp_tasks.worker import check_environment, services_for_queues, worker_argv
+from emp_tasks.worker import check_environment, services_for_queues
 
 SPECS = load_services(env={})
 
@@ -29,6 +29,11 @@ SPECS = load_services(env={})
         # a service that saves nothing does not care about storage settings
         (["openai_text"], {"OPENAI_API_KEY": "k", "CLOUD_STORAGE_PROVIDER": "s3"}, ""),
         (["mock"], {}, ""),
+        (["mock"], {"EMP_METRICS_PORT": "9808", "EMP_LOG_FORMAT": "json"}, ""),
+        (["mock"], {"EMP_METRICS_PORT": "port"}, "EMP_METRICS_PORT must be a TCP port"),
+        (["mock"], {"EMP_METRICS_PORT": "0"}, "EMP_METRICS_PORT must be a TCP port"),
+        (["mock"], {"EMP_METRICS_PORT": "9808", "EMP_METRICS_ADDRESS": "host"}, "ADDRESS"),
+        (["mock"], {"EMP_LOG_FORMAT": "yaml"}, "EMP_LOG_FORMAT must be text or json"),
     ],
 )
 def test_start_up_check(services: list[str], env: dict[str, str], complaint: str) -> None:
@@ -40,11 +45,3 @@ def test_start_up_check(services: list[str], env: dict[str, str], complaint: str
 def test_queues_select_services_and_no_queues_means_all() -> None:
     assert [s.name for s in services_for_queues(["glif", " mock "])] == ["glif", "mock"]
     assert len(services_for_queues([])) == len(SPECS)
-
-
-def test_worker_argv_uses_the_mapping_defaults_unless_overridden() -> None:
-    argv = worker_argv(SPECS["glif"], None, None, "info")
-    assert argv[argv.index("-Q") + 1] == "glif"
-    assert (argv[argv.index("-P") + 1], argv[argv.index("-c") + 1]) == ("threads", "5")
-    argv = worker_argv(SPECS["glif"], 2, "prefork", "info")
-    assert (argv[argv.index("-P") + 1], argv[argv.index("-c") + 1]) == ("prefork", "2")

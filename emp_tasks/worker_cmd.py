@@ -1,0 +1,119 @@
+"""`emp-tasks worker`: one worker process for one or more services, as the mapping sizes it.
+
+The command checks everything it can first (service names, pool, autoscale, environment,
+optionally the providers' health), prints what it reconciled, then *becomes*
+`python -m celery -A emp_tasks worker -P <pool> ...` through exec: Celery monkey-patches for
+gevent only when `-P gevent` is on its own command line, and an orchestrator's SIGTERM must reach
+the worker itself, not a wrapper.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import click
+
+from connectors.errors import ConnectorError
+from emp_tasks.config import ServiceSpec, resolve_service, services
+from emp_tasks.pools import POOLS, PlanError, WorkerPlan, plan_worker
+
+__all__ = ["selected_services", "worker", "worker_environment"]
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def selected_services(names: tuple[str, ...], every: bool) -> list[ServiceSpec]:
+    """`--service a,b --service c` or `--all`, resolved (aliases too), in the order given."""
+    if every:
+        if names:
+            raise PlanError("give --service or --all, not both")
+        return list(services().values())
+    wanted = [part.strip() for name in names for part in name.split(",") if part.strip()]
+    if not wanted:
+        raise PlanError("name at least one service: --service NAME[,NAME...] or --all")
+    specs = {spec.name: spec for spec in (resolve_service(name) for name in wanted)}
+    return list(specs.values())
+
+
+def worker_environment(plan: WorkerPlan, env: dict[str, str]) -> dict[str, str]:
+    """The environment the Celery worker starts with."""
+    env = dict(env)
+    if (
+        plan.pool == "prefork"
+        and env.get("EMP_METRICS_PORT")
+        and not env.get("PROMETHEUS_MULTIPROC_DIR")
+    ):
+        # Children count jobs in files here; the main process serves their sum and removes
+        # the folder when the worker stops (emp_tasks.worker).
+        folder = tempfile.mkdtemp(prefix="emp-metrics-")
+        env["PROMETHEUS_MULTIPROC_DIR"] = env["EMP_METRICS_OWN_DIR"] = folder
+    return env
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"emp-tasks worker: {message}", err=True)
+    sys.exit(code)
+
+
+def _require_healthy(specs: list[ServiceSpec]) -> None:
+    from emp_tasks.health import check_services
+
+    sick = [report for report in check_services(specs) if not report.healthy]
+    if sick:
+        details = "; ".join(f"{report.service}: {report.detail}" for report in sick)
+        _fail(f"--require-healthy: unhealthy provider(s): {details}", EXIT_FAILED)
+
+
+@click.command()
+@click.option("--service", "names", multiple=True, help="Service(s) to serve: NAME[,NAME...].")
+@click.option("--all", "every", is_flag=True, help="Serve every service in the mapping.")
+@click.option("--pool", default=None, help=f"Override the mapping's pool: {', '.join(POOLS)}.")
+@click.option("--concurrency", type=int, default=None, help="Worker slots (default: mapping).")
+@click.option("--autoscale", default=None, metavar="MAX,MIN", help="prefork and gevent only.")
+@click.option("--require-healthy", is_flag=True, help="Refuse to start if a provider is down.")
+@click.option("--name", "node_name", default=None, help="Celery node name (default: unique).")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(
+    names: tuple[str, ...],
+    every: bool,
+    pool: str | None,
+    concurrency: int | None,
+    autoscale: str | None,
+    require_healthy: bool,
+    node_name: str | None,
+    loglevel: str,
+) -> None:
+    """Start a Celery worker for one or more services' queues."""
+    from emp_tasks.logs import log_format
+    from emp_tasks.worker import check_environment
+
+    try:
+        specs = selected_services(names, every)
+        plan = plan_worker(specs, pool=pool, concurrency=concurrency, autoscale=autoscale)
+    except (PlanError, ConnectorError) as exc:
+        _fail(exc.message if isinstance(exc, ConnectorError) else str(exc), EXIT_USAGE)
+        return
+    complaint = check_environment(specs)
+    if complaint:
+        click.echo(complaint, err=True)
+        sys.exit(EXIT_FAILED)
+    if require_healthy:
+        _require_healthy(specs)
+    size = (
+        f"autoscale {plan.autoscale[0]},{plan.autoscale[1]}"
+        if plan.autoscale
+        else (f"concurrency {plan.concurrency}")
+    )
+    click.echo(
+        f"emp-tasks worker: {', '.join(plan.services)} on queue(s) {', '.join(plan.queues)}, "
+        f"pool {plan.pool}, {size}",
+        err=True,
+    )
+    for note in plan.notes:
+        click.echo(f"emp-tasks worker: {note}", err=True)
+    quiet = log_format() == "json"  # the banner is not JSON: keep stdout to log lines
+    argv = [sys.executable, *plan.celery_argv(loglevel, node_name, quiet=quiet)]
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, worker_environment(plan, dict(os.environ)))
