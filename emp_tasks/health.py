@@ -225,6 +225,9 @@ class HealthMonitor:
             log.warning(
                 "emp-tasks health: unhealthy at start (worker keeps running): %s", "; ".join(bad)
             )
+        else:
+            names = ", ".join(r.service for r in reports)
+            log.info("emp-tasks health: healthy at start: %s", names)
 
 
 _current: HealthMonitor | None = None

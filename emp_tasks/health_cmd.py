@@ -220,12 +220,11 @@ class _Serving(Exception):
     """Raised from the reply callback: a worker of the queue answered, stop waiting."""
 
 
-def _ping_fleet(queue: str, window: float) -> tuple[list[str], dict[str, Any]]:
+def _ping_fleet(queue: str, window: float, replies: dict[str, Any]) -> None:
     # One broadcast: a worker's `active_queues` reply is its answer to the ping and says what
     # it consumes. Nobody knows how many workers there are, so the wait ends when one serving
-    # the queue has answered, or at the end of the window.
-    replies: dict[str, Any] = {}
-
+    # the queue has answered, or when no reply came for `window` seconds. Replies land in
+    # `replies` as they come, so a caller that stops waiting still has what arrived.
     def on_reply(reply: Mapping[str, Any]) -> None:
         replies.update(reply)
         if any(q.get("name") == queue for active in reply.values() for q in active or []):
@@ -233,7 +232,6 @@ def _ping_fleet(queue: str, window: float) -> tuple[list[str], dict[str, Any]]:
 
     with contextlib.suppress(_Serving):
         _app().control.broadcast("active_queues", reply=True, timeout=window, callback=on_reply)
-    return list(replies), replies
 
 
 @click.command()
@@ -248,9 +246,12 @@ def ping(service: str, timeout: float) -> None:
     except ConnectorError as exc:
         click.echo(f"emp-tasks ping: {exc.message}", err=True)
         sys.exit(EXIT_UNKNOWN)
-    nothing: tuple[list[str], dict[str, Any]] = ([], {})
-    window = max(0.1, timeout - 0.2)  # the rest of T: connecting to the broker
-    alive, queues = bounded(lambda: _ping_fleet(spec.queue, window), timeout, nothing)
+    _app()  # loaded before the clock starts: T is for the workers, not for imports
+    replies: dict[str, Any] = {}
+    # Each reply restarts kombu's wait for the next one, so half of T is the quiet window.
+    bounded(lambda: _ping_fleet(spec.queue, max(0.1, timeout / 2), replies), timeout, None)
+    queues = dict(replies)  # one copy (atomic under the GIL): the thread may still add to it
+    alive = list(queues)
     ok, line = ping_verdict(spec.name, spec.queue, alive, queues, timeout)
     click.echo(line)
     sys.exit(EXIT_OK if ok else EXIT_FAILED)

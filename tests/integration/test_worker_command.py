@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,3 +170,39 @@ def test_bad_worker_input_is_one_line_and_a_non_zero_exit(
     assert len(lines) == 1, run.stderr
     assert names in lines[0]
     assert " ready." not in run.stdout  # refused before Celery started
+
+
+def test_require_healthy_refuses_to_start_while_the_provider_rejects_the_token(
+    tmp_path: Path, glif_emulator: GlifEmulator
+) -> None:
+    env = glif_env(glif_emulator, GLIF_API_TOKEN="not-the-emulators-token")
+    run = subprocess.run(
+        [EMP_TASKS, "worker", "--service", "glif", "--require-healthy"],
+        env=start_worker(tmp_path, env).env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    (line,) = run.stderr.strip().splitlines()
+    assert "--require-healthy" in line
+    assert "auth_error" in line
+    assert "not-the-emulators-token" not in run.stderr + run.stdout
+
+
+def test_an_unhealthy_provider_at_start_is_one_warning_and_the_worker_runs(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the provider is down
+    env = {"GLIF_API_TOKEN": TOKEN, "GLIF_BASE_URL": closed}
+    worker = start_worker(tmp_path, env, "--service", "glif").start()
+    try:
+        time.sleep(1.5)  # the start-up probe runs beside the worker, not before it
+        assert worker.proc is not None
+        assert worker.proc.poll() is None
+    finally:
+        worker.stop()
+    warnings = [line for line in worker.text().splitlines() if "unhealthy at start" in line]
+    assert len(warnings) == 1
+    assert "network_error" in warnings[0]

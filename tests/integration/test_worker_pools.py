@@ -41,6 +41,7 @@ def test_gevent_pool_runs_provider_calls_concurrently(
     in_flight = max(sum(1 for s in starts if t <= s < t + 1.0) for t in starts)
     assert in_flight >= 10, starts
     assert "gevent" in worker.text()
+    assert "raised:" not in worker.text()  # the graceful-stop watchdog started under gevent too
 
 
 def test_prefork_pool_with_autoscale_runs_jobs_and_serves_merged_metrics(
