@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["RedisServer", "WorkerProcess", "console_script"]
+__all__ = ["RedisServer", "WorkerProcess", "console_script", "start_mock_worker"]
 
 
 class RedisServer:
@@ -139,3 +139,8 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return None if self.proc is None else self.proc.returncode
+
+
+def start_mock_worker(folder: Path, name: str, env: Mapping[str, str]) -> WorkerProcess:
+    """A started worker for the offline `mock` service, its log in `folder`."""
+    return WorkerProcess(env, folder / "worker.log", queues="mock", name=name).start()

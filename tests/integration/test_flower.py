@@ -15,7 +15,7 @@ import requests
 
 import emp_tasks
 from tests.conftest import REDIS_URL, free_port
-from tests.integration.processes import RedisServer, WorkerProcess
+from tests.integration.processes import RedisServer, WorkerProcess, start_mock_worker
 
 pytestmark = pytest.mark.integration
 
@@ -68,13 +68,8 @@ def flower(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
 def mock_worker(
     redis_server: RedisServer, flower: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    log = Path(tmp_path_factory.mktemp("mock-worker")) / "worker.log"
-    env = {
-        "EMP_BROKER_URL": REDIS_URL,
-        "EMP_RESULT_BACKEND": BACKEND,
-        "MOCK_RETRY_DELAY_SECONDS": "0.1",
-    }
-    worker = WorkerProcess(env, log, queues="mock", name="flower-mock").start()
+    env = {"EMP_BROKER_URL": REDIS_URL, "EMP_RESULT_BACKEND": BACKEND}
+    worker = start_mock_worker(tmp_path_factory.mktemp("mock-worker"), "flower-mock", env)
     yield worker
     worker.stop()
 

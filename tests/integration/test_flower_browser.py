@@ -18,7 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 import emp_tasks
 from tests.conftest import REDIS_URL, free_port
-from tests.integration.processes import RedisServer, WorkerProcess
+from tests.integration.processes import RedisServer, WorkerProcess, start_mock_worker
 from tests.integration.test_flower_auth import BACKEND, PASSWORD, USER, flower_env, running_flower
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -57,9 +57,8 @@ def flower(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
 def mock_worker(
     redis_server: RedisServer, flower: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    log = Path(tmp_path_factory.mktemp("flower-browser-worker")) / "worker.log"
     env = {"EMP_BROKER_URL": REDIS_URL, "EMP_RESULT_BACKEND": BACKEND}
-    worker = WorkerProcess(env, log, queues="mock", name="flower-browser-mock").start()
+    worker = start_mock_worker(tmp_path_factory.mktemp("flower-browser"), "flower-mock", env)
     yield worker
     worker.stop()
 

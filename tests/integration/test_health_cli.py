@@ -24,7 +24,7 @@ from emp_tasks.sandbox.glif import GlifEmulator
 from emp_tasks.sandbox.openai import OpenAIEmulator
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import TOKEN, glif_env
-from tests.integration.processes import RedisServer, WorkerProcess
+from tests.integration.processes import RedisServer, WorkerProcess, start_mock_worker
 
 pytestmark = pytest.mark.integration
 
@@ -165,8 +165,7 @@ def test_ping_without_any_worker_fails_within_the_timeout(cwd: Path) -> None:
 def mock_worker(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    log = Path(tmp_path_factory.mktemp("health-worker")) / "worker.log"
-    worker = WorkerProcess(user_env({}), log, queues="mock", name="healthping").start()
+    worker = start_mock_worker(tmp_path_factory.mktemp("health-worker"), "healthping", user_env({}))
     yield worker
     worker.stop()
 
