@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kombu import Queue
 
+from emp_tasks import limits
 from emp_tasks.config import services
 
 VAR_DIR = Path(os.environ.get("EMP_VAR_DIR") or "var").resolve()
@@ -92,14 +93,13 @@ worker_eta_task_limit = 1000
 task_default_queue = "default"
 task_create_missing_queues = True
 
-# A job runs for at most its time limit (timeout x2 + 60 s, see emp_tasks.tasks) and a retry
-# waits up to the 300 s cap as an ETA message held unacked. Redis redelivers anything unacked
-# for longer than the visibility timeout, which would run a paid job twice: keep it above both,
-# with margin. Celery enforces time limits in a prefork pool only; under the threads pool every
-# connector bounds itself instead (connect/read timeouts, the polling and streaming deadlines,
-# all derived from the same `timeout_seconds`), so the same arithmetic holds.
-_LONGEST_JOB = max((2 * s.timeout_seconds + 60 for s in services().values()), default=180.0)
-visibility_timeout = int(_LONGEST_JOB + 300 + 600)
+# A job runs for at most its time limit and a retry waits up to the retry cap as an ETA message
+# held unacked. Redis redelivers anything unacked for longer than the visibility timeout, which
+# would run a paid job twice: emp_tasks.limits keeps it above both, with margin. Celery enforces
+# time limits in a prefork pool only; under the threads pool every connector bounds itself
+# instead (connect/read timeouts, the polling and streaming deadlines, all derived from the same
+# `timeout_seconds`), so the same arithmetic holds.
+visibility_timeout = limits.visibility_timeout(services().values())
 broker_transport_options: dict[str, object] = {"visibility_timeout": visibility_timeout}
 result_backend_transport_options: dict[str, object] = {"visibility_timeout": visibility_timeout}
 if broker_url.startswith("filesystem://"):

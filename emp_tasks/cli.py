@@ -8,10 +8,11 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 import click
 
+from connectors.classify import error_from_exception
 from connectors.errors import ConnectorError
 
 __all__ = ["main"]
@@ -79,17 +80,15 @@ def submit(
     from emp_tasks.client import submit as submit_job
 
     try:
-        payload = json.loads(payload_json)
-        result = submit_job(service, payload, job_id=job_id)
-    except (ValueError, ConnectorError) as exc:
-        error = (
-            exc
-            if isinstance(exc, ConnectorError)
-            else ConnectorError(
-                f"PAYLOAD_JSON is not valid JSON: {exc}", failure_reason="invalid_format"
-            )
-        )
-        _refuse(service, job_id, error, as_json)
+        result = submit_job(service, _payload(payload_json), job_id=job_id)
+    except ConnectorError as exc:
+        _unsubmitted(service, job_id, exc, "refused", as_json)
+        return
+    except ValueError as exc:
+        # Not the caller's JSON (that is read above): a setting or a bug below submit, e.g. a
+        # malformed EMP_BROKER_URL. It is not refused input, so it is not reported as such.
+        error = error_from_exception(exc, service)
+        _unsubmitted(service, job_id, error, "failed", as_json)
         return
     spec_service = (result.name or f"emp.{service}").removeprefix("emp.")
     if not wait:
@@ -103,21 +102,36 @@ def submit(
     sys.exit(0 if record["status"] == "completed" else EXIT_FAILED)
 
 
-def _refuse(service: str, job_id: str | None, error: ConnectorError, as_json: bool) -> None:
+def _payload(payload_json: str) -> Any:
+    try:
+        return json.loads(payload_json)
+    except ValueError as exc:  # a JSONDecodeError, or a number too long to convert
+        raise ConnectorError(
+            f"PAYLOAD_JSON is not valid JSON: {exc}", failure_reason="invalid_format"
+        ) from None
+
+
+def _unsubmitted(
+    service: str,
+    job_id: str | None,
+    error: ConnectorError,
+    status: Literal["refused", "failed"],
+    as_json: bool,
+) -> None:
     from emp_tasks.client import error_fields
 
     record = {
         "job_id": job_id,
         "service": service,
-        "status": "refused",
+        "status": status,
         "attempts": 0,
         "error": error_fields(error),
     }
     if as_json:
         click.echo(json.dumps(record))
     else:
-        click.echo(f"refused: {error.message}", err=True)
-    sys.exit(EXIT_REFUSED)
+        click.echo(f"{status}: {error.message}", err=True)
+    sys.exit(EXIT_REFUSED if status == "refused" else EXIT_FAILED)
 
 
 @main.command()

@@ -6,6 +6,7 @@ from typing import Any
 
 from celery.result import AsyncResult
 
+from connectors.classify import error_from_exception
 from connectors.errors import ConnectorError
 from emp_tasks.celery_app import app
 from emp_tasks.config import resolve_service
@@ -46,7 +47,7 @@ def submit(
 
 def error_fields(exc: BaseException) -> dict[str, Any]:
     """The `error` block of a job record: the ConnectorError fields a caller acts on."""
-    error = exc if isinstance(exc, ConnectorError) else ConnectorError.from_exception(exc)
+    error = error_from_exception(exc)
     data = error.to_dict()
     return {key: data[key] for key in ERROR_FIELDS}
 

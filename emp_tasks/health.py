@@ -21,7 +21,8 @@ from typing import Any
 from celery.worker.control import inspect_command
 
 from connectors.base import BaseConnector
-from connectors.errors import ConnectorError, configuration_error
+from connectors.classify import error_from_exception
+from connectors.errors import configuration_error
 from connectors.health import HealthReport
 from emp_tasks.config import ServiceSpec, connector_class, missing_env
 from emp_tasks.metrics import SERVICE_HEALTHY
@@ -96,7 +97,7 @@ def probe_service(spec: ServiceSpec) -> ServiceHealth:
         cls = connector_class(spec)
         connector = build_connector(spec)
     except Exception as exc:  # a connector that cannot be built is an unhealthy service
-        report = HealthReport.from_error(ConnectorError.from_exception(exc, spec.name))
+        report = HealthReport.from_error(error_from_exception(exc, spec.name))
     else:
         report = connector.health()
         periodic, support = connector.periodic_health_check_allowed(), _support(connector)

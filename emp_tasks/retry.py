@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.errors import ConnectorError
+from emp_tasks.limits import RETRY_CAP_SECONDS
 
 __all__ = ["RetryDecision", "RetryPolicy", "backoff", "retry_decision"]
 
@@ -21,7 +22,7 @@ class RetryPolicy:
 
     max_retries: int = 3
     base_delay: float = 2.0
-    max_delay: float = 300.0
+    max_delay: float = RETRY_CAP_SECONDS
     jitter: float = 0.25  # fraction added on top of the backoff, so it is never 0
 
 
@@ -31,10 +32,6 @@ class RetryDecision:
 
     countdown: float | None
     reason: str
-
-    @property
-    def retry(self) -> bool:
-        return self.countdown is not None
 
 
 def backoff(attempt: int, policy: RetryPolicy, rand: Callable[[], float] = random.random) -> float:

@@ -9,26 +9,54 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 from celery import Task, signals
 
 from connectors.base import BaseConnector
+from connectors.classify import error_from_exception
 from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
-from connectors.models import JobData, JobProgress
+from connectors.models import JobData, JobProgress, JobResult
 from connectors.protocol.http import HTTPConnector
 from emp_tasks import events as ev
 from emp_tasks import metrics, outcomes
 from emp_tasks.config import ServiceSpec, connector_class
 from emp_tasks.retry import RetryPolicy, retry_decision
 
-__all__ = ["JobEvents", "get_connector", "policy_for", "run_job"]
+__all__ = [
+    "Cancellable",
+    "JobEvents",
+    "TimerFactory",
+    "get_connector",
+    "policy_for",
+    "run_job",
+    "start_timer",
+]
 
 log = logging.getLogger(__name__)
 _connectors: dict[str, BaseConnector] = {}
 _lock = threading.Lock()
+
+
+class Cancellable(Protocol):
+    """A started timer that can still be called off."""
+
+    def cancel(self) -> None: ...
+
+
+# Starts `callback` after `delay` seconds and returns the handle to cancel it.
+TimerFactory = Callable[[float, Callable[[], None]], Cancellable]
+
+
+def start_timer(delay: float, callback: Callable[[], None]) -> Cancellable:
+    """A daemon `threading.Timer`, started: a deferred report must not keep a worker alive."""
+    timer = threading.Timer(delay, callback)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def policy_for(spec: ServiceSpec) -> RetryPolicy:
@@ -61,6 +89,7 @@ class JobEvents:
         job_id: str,
         attempt: int,
         throttle: ev.ProgressThrottle | None = None,
+        timer: TimerFactory = start_timer,
     ) -> None:
         self.task = task
         self.service = service
@@ -69,8 +98,9 @@ class JobEvents:
         self.hostname = task.request.hostname
         self.throttle = throttle or ev.ProgressThrottle()
         self._lock = threading.Lock()
+        self._start_timer = timer
         self._pending: JobProgress | None = None
-        self._timer: threading.Timer | None = None
+        self._timer: Cancellable | None = None
         self._closed = False
 
     def send(self, name: str, fields: dict[str, Any]) -> None:
@@ -94,9 +124,7 @@ class JobEvents:
             elif decision == "defer":
                 self._pending = progress
                 if self._timer is None:
-                    self._timer = threading.Timer(self.throttle.defer_for(), self._flush)
-                    self._timer.daemon = True
-                    self._timer.start()
+                    self._timer = self._start_timer(self.throttle.defer_for(), self._flush)
 
     def _flush(self) -> None:
         with self._lock:  # held while sending, so close() cannot overtake a late report
@@ -146,20 +174,23 @@ def run_job(
     try:
         job = _job(task, spec, payload, ctx, metadata)
         result = get_connector(spec).process_job(job, events.progress)
-    except ConnectorError as exc:
-        error = exc
     except Exception as exc:  # process_job already converts; this covers setup failures
-        error = ConnectorError.from_exception(exc, spec.name)
-    else:
-        events.close()
-        result.metadata["attempts"] = attempt + 1
-        events.send(
-            "complete_job",
-            ev.complete_fields(spec.name, job.id, attempt + 1, result.processing_time_ms),
-        )
-        _ended(spec, "completed", events, began, metadata=result.metadata)
-        return result.model_dump(mode="json")
-    raise _fail_or_retry(task, spec, error, attempt, events, began)
+        _fail_or_retry(task, spec, error_from_exception(exc, spec.name), events, began)
+    return _complete(spec, result, events, began)
+
+
+def _complete(
+    spec: ServiceSpec, result: JobResult, events: JobEvents, began: float
+) -> dict[str, Any]:
+    events.close()
+    attempts = events.attempt + 1
+    result.metadata["attempts"] = attempts
+    events.send(
+        "complete_job",
+        ev.complete_fields(spec.name, events.job_id, attempts, result.processing_time_ms),
+    )
+    _ended(spec, "completed", events, began, metadata=result.metadata)
+    return result.model_dump(mode="json")
 
 
 def _ended(
@@ -181,14 +212,11 @@ def _ended(
 
 
 def _fail_or_retry(
-    task: Task,
-    spec: ServiceSpec,
-    error: ConnectorError,
-    attempt: int,
-    events: JobEvents,
-    began: float,
-) -> BaseException:
+    task: Task, spec: ServiceSpec, error: ConnectorError, events: JobEvents, began: float
+) -> NoReturn:
+    """Raise Celery's retry for `error`, or `error` itself when the job fails for good."""
     events.close()
+    attempt = events.attempt
     if not error.service:
         error.attach_service(spec.name)
     decision = retry_decision(error, attempt, policy_for(spec))
@@ -200,8 +228,7 @@ def _fail_or_retry(
         _ended(spec, "retried", events, began, error=error)
         # Celery's own retry: a new message with the same id, delivered after `countdown`.
         # max_retries=None because retry_decision is the one place that bounds attempts.
-        retry: BaseException = task.retry(exc=error, countdown=decision.countdown, max_retries=None)
-        return retry
+        raise task.retry(exc=error, countdown=decision.countdown, max_retries=None)
     if error.retryable:
         # Retryable but not retried (attempts spent, or a wait beyond the cap): say why in the
         # message itself, which is what the job record and `submit --json` show.
@@ -211,7 +238,7 @@ def _fail_or_retry(
         "fail_job", ev.fail_fields(spec.name, events.job_id, error, attempt + 1, decision.reason)
     )
     _ended(spec, "failed", events, began, error=error)
-    return error
+    raise error
 
 
 @signals.task_failure.connect  # type: ignore[untyped-decorator]
@@ -230,7 +257,7 @@ def _fail_job_for_failures_outside_the_task(
     if not name.startswith("emp.") or exception is None or isinstance(exception, ConnectorError):
         return
     service = name.removeprefix("emp.")
-    error = ConnectorError.from_exception(exception, service)
+    error = error_from_exception(exception, service)
     fields = ev.fail_fields(service, str(task_id), error, 0, "failed outside the task body")
     fields["attempts"] = None  # not known in the parent process
     try:

@@ -3,23 +3,27 @@
     from emp_tasks import tasks
     tasks.glif.delay({"workflow_id": "...", "inputs": ["a happy horse"]})
 
-`delay` / `apply_async` validate the payload first: a payload that cannot succeed is refused in
-the caller's process with a validation_error naming the field, and never reaches a queue.
+`delay` / `apply_async` validate the payload and `ctx` first, whether they are passed by position
+or by name: one that cannot succeed is refused in the caller's process with a validation_error
+naming the field, and never reaches a queue.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 
 from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
+from emp_tasks import limits
 from emp_tasks.celery_app import app
 from emp_tasks.config import ServiceSpec, connector_class, services
 from emp_tasks.runner import run_job
 
-__all__ = ["TASKS", "JobTask", "task_for"]
+__all__ = ["TASKS", "JobTask", "job_arguments", "task_for"]
+
+_PARAMETERS = ("payload", "ctx", "metadata")  # the order of every job task's arguments
 
 
 class JobTask(Task):  # type: ignore[misc]
@@ -28,13 +32,19 @@ class JobTask(Task):  # type: ignore[misc]
     spec: ServiceSpec
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        payload = (args or [None])[0] if args else (kwargs or {}).get("payload")
+        payload, ctx = job_arguments(args, kwargs)
         connector_class(self.spec).validate_payload(payload)
-        validate_ctx((kwargs or {}).get("ctx"), service=self.spec.name)
+        validate_ctx(ctx, service=self.spec.name)
         return super().apply_async(args, kwargs, **options)
 
 
-def _make_task(spec: ServiceSpec) -> JobTask:
+def job_arguments(args: Any, kwargs: Any) -> tuple[Any, Any]:
+    """The `(payload, ctx)` of a task call, whether each was passed by position or by name."""
+    named = {**dict(zip(_PARAMETERS, args or (), strict=False)), **(kwargs or {})}
+    return named.get("payload"), named.get("ctx")
+
+
+def _make_task(spec: ServiceSpec, celery_app: Celery = app) -> JobTask:
     def run(
         self: JobTask,
         payload: dict[str, Any],
@@ -45,7 +55,7 @@ def _make_task(spec: ServiceSpec) -> JobTask:
 
     run.__name__ = run.__qualname__ = f"run_{spec.name}"
     run.__doc__ = f"Run a {spec.name} job: {spec.description}"
-    task: JobTask = app.task(
+    task: JobTask = celery_app.task(
         name=spec.task_name,
         bind=True,
         base=JobTask,
@@ -53,8 +63,8 @@ def _make_task(spec: ServiceSpec) -> JobTask:
         throws=(ConnectorError,),  # expected failures: recorded, logged without a traceback
         # Enforced by prefork pools; the threads pool ignores them, and the connectors' own
         # timeouts and deadlines (from the same timeout_seconds) bound the job there.
-        time_limit=2 * spec.timeout_seconds + 60,
-        soft_time_limit=2 * spec.timeout_seconds + 30,
+        time_limit=limits.time_limit(spec),
+        soft_time_limit=limits.soft_time_limit(spec),
         spec=spec,
     )(run)
     return task

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from connectors.errors import ConnectorError
-from emp_tasks.retry import RetryPolicy, backoff, retry_decision
+from emp_tasks.retry import RetryDecision, RetryPolicy, backoff, retry_decision
 
 POLICY = RetryPolicy(max_retries=3, base_delay=2.0, max_delay=300.0, jitter=0.25)
 
@@ -42,7 +44,7 @@ def err(
     ],
 )
 def test_decision_table(error: ConnectorError, attempt: int, retries: bool) -> None:
-    assert retry_decision(error, attempt, POLICY).retry is retries
+    assert (retry_decision(error, attempt, POLICY).countdown is not None) is retries
 
 
 def test_retry_after_is_never_shortened() -> None:
@@ -73,3 +75,9 @@ def test_beyond_the_cap_says_so() -> None:
 
 def test_exhausted_retries_say_how_many_attempts_were_made() -> None:
     assert "after 4 attempts" in retry_decision(err("service_error"), 3, POLICY).reason
+
+
+def test_a_decision_is_only_its_countdown_and_reason() -> None:
+    # `countdown is None` is the one way to say "fail now"; a second flag could disagree with it.
+    assert [f.name for f in fields(RetryDecision)] == ["countdown", "reason"]
+    assert not hasattr(RetryDecision(None, "x"), "retry")

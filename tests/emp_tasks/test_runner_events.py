@@ -1,44 +1,36 @@
-"""JobEvents: which progress reports reach the result backend and the event stream, in order."""
+"""JobEvents: which progress reports reach the result backend and the event stream, in order.
+
+Timers are fakes fired by the test and the throttle's clock is a list, so nothing here sleeps.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Any
 
+import pytest
+
+from connectors.errors import ConnectorError
 from connectors.models import JobProgress
 from emp_tasks.events import ProgressThrottle
-from emp_tasks.runner import JobEvents
+from emp_tasks.runner import JobEvents, start_timer
+from emp_tasks.runner import _fail_job_for_failures_outside_the_task as outside_handler
+from tests.emp_tasks.fakes import FakeTask, FakeTimers
 
 
-class FakeTask:
-    """Records update_state calls and sent events like a Celery task would make them."""
+def log(task: FakeTask) -> list[tuple[str, float | str]]:
+    """Backend writes and events in the order they happened, as (state or event, value)."""
+    return [
+        (name, fields.get("progress", fields.get("failure_type", "-")))
+        for name, fields in task.timeline
+    ]
 
-    def __init__(self) -> None:
-        self.log: list[tuple[str, float | str]] = []
-        self.lock = threading.Lock()
-        self.request = SimpleNamespace(hostname="worker@test", id="job-1")
-        self.app = SimpleNamespace(events=SimpleNamespace(default_dispatcher=self._dispatcher))
 
-    @contextmanager
-    def _dispatcher(self, hostname: str) -> Iterator[Any]:
-        yield SimpleNamespace(send=self._send)
-
-    def _send(self, event: str, uuid: str, **fields: Any) -> None:
-        with self.lock:
-            self.log.append(
-                (
-                    event.removeprefix("task-"),
-                    fields.get("progress", fields.get("failure_type", "-")),
-                )
-            )
-
-    def update_state(self, task_id: str, state: str, meta: dict[str, Any]) -> None:
-        with self.lock:
-            self.log.append((state, meta["progress"]))
+def job_events(
+    task: FakeTask, timers: FakeTimers, now: list[float], first_after: float = 0.25
+) -> JobEvents:
+    throttle = ProgressThrottle(first_after=first_after, clock=lambda: now[0])
+    return JobEvents(task, "glif", "job-1", 0, throttle=throttle, timer=timers)  # type: ignore[arg-type]
 
 
 def report(events: JobEvents, pct: float) -> None:
@@ -46,52 +38,80 @@ def report(events: JobEvents, pct: float) -> None:
 
 
 def test_a_fast_job_sends_no_progress_at_all() -> None:
-    task = FakeTask()
-    events = JobEvents(task, "glif", "job-1", 0)  # type: ignore[arg-type]
+    task, timers, now = FakeTask(), FakeTimers(), [0.0]
+    events = job_events(task, timers, now)
     report(events, 10)
     report(events, 100)
     events.close()
-    time.sleep(0.4)  # past first_after: the deferred report must not fire after close
-    assert task.log == []
+    [timer] = timers.started
+    assert timer.cancelled
+    timer.fire_late()  # the deferred report must not go out after close, however late it fires
+    assert log(task) == []
 
 
 def test_a_deferred_first_report_is_sent_by_the_timer() -> None:
-    task = FakeTask()
-    events = JobEvents(
-        task,
-        "glif",
-        "job-1",
-        0,  # type: ignore[arg-type]
-        throttle=ProgressThrottle(first_after=0.05),
-    )
+    task, timers, now = FakeTask(), FakeTimers(), [0.0]
+    events = job_events(task, timers, now, first_after=0.05)
     report(events, 10)
-    time.sleep(0.3)
+    [timer] = timers.started
+    assert timer.delay == 0.05
+    now[0] = 0.05
+    timer.fire()
     events.close()
-    assert task.log == [("PROGRESS", 10), ("update_job_progress", 10)]
+    assert log(task) == [("PROGRESS", 10), ("update_job_progress", 10)]
+
+
+def test_the_timer_waits_only_what_is_left_of_first_after() -> None:
+    task, timers, now = FakeTask(), FakeTimers(), [0.0]
+    events = job_events(task, timers, now, first_after=0.25)
+    now[0] = 0.2
+    report(events, 10)
+    assert timers.started[0].delay == pytest.approx(0.05)
+
+
+def test_the_latest_deferred_report_is_the_one_sent() -> None:
+    task, timers, now = FakeTask(), FakeTimers(), [0.0]
+    events = job_events(task, timers, now)
+    report(events, 10)
+    report(events, 20)  # still young: replaces the pending report, no second timer
+    assert len(timers.started) == 1
+    timers.started[0].fire()
+    assert log(task) == [("PROGRESS", 20), ("update_job_progress", 20)]
 
 
 def test_a_newer_report_sent_directly_cancels_the_older_deferred_one() -> None:
-    now = [0.0]
-    task = FakeTask()
-    throttle = ProgressThrottle(first_after=0.25, clock=lambda: now[0])
-    events = JobEvents(task, "glif", "job-1", 0, throttle=throttle)  # type: ignore[arg-type]
-    report(events, 10)  # deferred; its timer waits 0.25 s of real time
+    task, timers, now = FakeTask(), FakeTimers(), [0.0]
+    events = job_events(task, timers, now)
+    report(events, 10)  # deferred
     now[0] = 0.3
     report(events, 60)  # due already: sent at once
-    time.sleep(0.4)  # the timer has fired by now
+    [timer] = timers.started
+    assert timer.cancelled
+    timer.fire_late()  # a timer thread that had already woken finds nothing pending
     events.close()
-    assert task.log == [("PROGRESS", 60), ("update_job_progress", 60)]
+    assert log(task) == [("PROGRESS", 60), ("update_job_progress", 60)]
 
 
 def test_the_final_hundred_is_an_event_without_a_backend_write() -> None:
-    now = [0.0]
-    task = FakeTask()
-    throttle = ProgressThrottle(first_after=0.0, clock=lambda: now[0])
-    events = JobEvents(task, "glif", "job-1", 0, throttle=throttle)  # type: ignore[arg-type]
+    task, timers, now = FakeTask(), FakeTimers(), [0.0]
+    events = job_events(task, timers, now, first_after=0.0)
     report(events, 50)
     report(events, 100)
     events.close()
-    assert task.log == [("PROGRESS", 50), ("update_job_progress", 50), ("update_job_progress", 100)]
+    assert timers.started == []
+    assert log(task) == [
+        ("PROGRESS", 50),
+        ("update_job_progress", 50),
+        ("update_job_progress", 100),
+    ]
+
+
+def test_the_default_timer_is_a_started_daemon_thread() -> None:
+    fired = threading.Event()
+    timer = start_timer(0.0, fired.set)
+    assert isinstance(timer, threading.Timer)
+    assert timer.daemon  # a deferred report must not keep a stopping worker alive
+    assert fired.wait(timeout=5)
 
 
 class TimeLimitExceeded(Exception):
@@ -99,21 +119,19 @@ class TimeLimitExceeded(Exception):
 
 
 def test_a_failure_the_task_never_saw_still_emits_fail_job() -> None:
-    from connectors.errors import ConnectorError
-    from emp_tasks.runner import _fail_job_for_failures_outside_the_task as handler
-
     task = FakeTask()
     sender = SimpleNamespace(
         name="emp.glif",
-        app=SimpleNamespace(
-            events=SimpleNamespace(default_dispatcher=lambda: task._dispatcher("parent"))
-        ),
+        app=SimpleNamespace(events=SimpleNamespace(default_dispatcher=task.dispatcher)),
     )
-    handler(sender=sender, task_id="job-9", exception=TimeLimitExceeded("62s"))
-    handler(
+    outside_handler(sender=sender, task_id="job-9", exception=TimeLimitExceeded("62s"))
+    outside_handler(
         sender=sender,
         task_id="job-9",
         exception=ConnectorError("seen", failure_reason="job_failed"),
     )
-    handler(sender=SimpleNamespace(name="other.task"), task_id="x", exception=ValueError("x"))
-    assert task.log == [("fail_job", "timeout")]
+    outside_handler(
+        sender=SimpleNamespace(name="other.task"), task_id="x", exception=ValueError("x")
+    )
+    assert log(task) == [("fail_job", "timeout")]
+    assert task.sent[0].fields["attempts"] is None  # not known in the parent process
