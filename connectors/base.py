@@ -1,9 +1,10 @@
 """BaseConnector: the one place every job passes through, and why failures always raise.
 
-`process_job` is final. It runs the mode's `process_job_impl`, times it, reports status, and makes
-sure the only two outcomes are a successful `JobResult` or a raised `ConnectorError` - the bug the
-hierarchy record was written for (failures returned as `success=False` and shown as green
-completions) cannot be expressed.
+`process_job` is final. It runs the mode's `process_job_impl`, times it, and makes sure the only
+two outcomes are a successful `JobResult` or a raised `ConnectorError` - the bug the hierarchy
+record was written for (failures returned as `success=False` and shown as green completions)
+cannot be expressed. One connector serves every thread of a worker, so `process_job` writes
+nothing on it: whatever one job knows stays in that job's call.
 """
 
 from __future__ import annotations
@@ -12,21 +13,27 @@ import abc
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal, TypeVar, final
+from typing import Any, ClassVar, TypeVar, final
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.errors import ConnectorError, FailureReason, FailureType, validation_error
+from connectors.classify import error_from_exception
+from connectors.errors import (
+    Classification,
+    ConnectorError,
+    FailureReason,
+    FailureType,
+    validation_error,
+)
 from connectors.health import HealthCheckCapabilities, HealthCheckClass, HealthReport, missing
 from connectors.models import JobData, JobResult, ProgressCallback, no_progress
 from connectors.rules import classify_message
 
-__all__ = ["BaseConnector", "ConnectorStatus", "payload_error"]
+__all__ = ["BaseConnector", "payload_error"]
 
 log = logging.getLogger(__name__)
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
-ConnectorStatus = Literal["starting", "idle", "active", "error", "offline"]
 # Final methods and the hook a subclass implements instead.
 _FINAL = {
     "process_job": "process_job_impl",
@@ -49,7 +56,7 @@ def payload_error(exc: ValidationError, *, service: str | None) -> ConnectorErro
 
 
 class BaseConnector(abc.ABC):
-    """Base of every connector: final `process_job`, status reporting and health checks."""
+    """Base of every connector: final `process_job` and health checks."""
 
     service_type: ClassVar[str] = "base"
     version: ClassVar[str] = "1.0.0"
@@ -68,15 +75,8 @@ class BaseConnector(abc.ABC):
                     f"implement {hook}() instead"
                 )
 
-    def __init__(
-        self,
-        *,
-        on_status: Callable[[ConnectorStatus], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._on_status = on_status
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self.status: ConnectorStatus = "idle"
 
     @classmethod
     def validate_payload(cls, payload: object) -> BaseModel | None:
@@ -101,37 +101,28 @@ class BaseConnector(abc.ABC):
     def process_job(self, job: JobData, progress: ProgressCallback | None = None) -> JobResult:
         """Run a job: a successful JobResult, or a raised ConnectorError. Never a failed result."""
         started = self._clock()
-        self._report("active")
         try:
             result = self.process_job_impl(job, progress or no_progress)
             self._check_result(result)
         except ConnectorError as exc:
-            self._report("error")
             exc.attach_service(exc.service or self.service_type)
             raise
         except Exception as exc:
-            self._report("error")
-            raise ConnectorError.from_exception(exc, self.service_type) from exc
-        self._report("idle")
+            raise error_from_exception(exc, self.service_type) from exc
         elapsed = round((self._clock() - started) * 1000)
         return result.model_copy(update={"processing_time_ms": elapsed})
 
     def _check_result(self, result: object) -> None:
         if not isinstance(result, JobResult):
-            raise ConnectorError(
+            bug = Classification(FailureType.SYSTEM_ERROR, FailureReason.INTERNAL_ERROR, False)
+            raise bug.error(
                 f"{type(self).__name__}.process_job_impl returned {type(result).__name__}, "
-                "not a JobResult",
-                failure_type=FailureType.SYSTEM_ERROR,
-                failure_reason=FailureReason.INTERNAL_ERROR,
-                retryable=False,
+                "not a JobResult"
             )
         if not result.success:
             text = result.error or "no error message"
-            ftype, reason = classify_message(text)
-            raise ConnectorError(
+            raise classify_message(text).error(
                 f"{type(self).__name__} must raise, not return success=False: {text}",
-                failure_type=ftype,
-                failure_reason=reason,
                 context={"returned_error": text},
             )
 
@@ -148,7 +139,7 @@ class BaseConnector(abc.ABC):
             exc.attach_service(exc.service or self.service_type)
             return HealthReport.from_error(exc)
         except Exception as exc:  # a health check reports, it does not fail the worker
-            return HealthReport.from_error(ConnectorError.from_exception(exc, self.service_type))
+            return HealthReport.from_error(error_from_exception(exc, self.service_type))
         if not answered:
             return HealthReport(False, f"{self.service_type} health probe reported unhealthy")
         return HealthReport.ok()
@@ -180,11 +171,3 @@ class BaseConnector(abc.ABC):
             "missingCapabilities": lacking,
             "recommendedAction": "proceed" if not lacking else "fail",
         }
-
-    def _report(self, status: ConnectorStatus) -> None:
-        self.status = status
-        if self._on_status is not None:
-            try:
-                self._on_status(status)
-            except Exception:  # status reporting must never change a job's outcome
-                log.exception("status hook failed")

@@ -11,9 +11,9 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from connectors.errors import DEFAULT_RETRYABLE, ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.rules import classify_message
 
 __all__ = [
@@ -28,44 +28,34 @@ __all__ = [
 
 R = FailureReason
 T = FailureType
-
-
-class Classification(NamedTuple):
-    """A failure type, reason and retryability decided by a pure rule."""
-
-    failure_type: FailureType
-    failure_reason: FailureReason
-    retryable: bool
-
-
-def _c(ftype: FailureType, reason: FailureReason, retryable: bool | None = None) -> Classification:
-    return Classification(
-        ftype, reason, DEFAULT_RETRYABLE[ftype] if retryable is None else retryable
-    )
-
+C = Classification
 
 _STATUS: dict[int, Classification] = {
-    400: _c(T.VALIDATION_ERROR, R.INVALID_REQUEST),
-    401: _c(T.AUTH_ERROR, R.INVALID_API_KEY),
+    400: C(T.VALIDATION_ERROR, R.INVALID_REQUEST),
+    401: C(T.AUTH_ERROR, R.INVALID_API_KEY),
     # 402 is billing, not a transient fault: retrying spends nothing but time and calls.
-    402: _c(T.RESOURCE_LIMIT, R.INSUFFICIENT_CREDITS),
-    403: _c(T.AUTH_ERROR, R.INSUFFICIENT_PERMISSIONS),
-    404: _c(T.VALIDATION_ERROR, R.INVALID_REQUEST),
-    408: _c(T.TIMEOUT, R.NETWORK_TIMEOUT),
-    409: _c(T.SERVICE_ERROR, R.DEGRADED_PERFORMANCE),
-    413: _c(T.VALIDATION_ERROR, R.INVALID_PAYLOAD),
-    422: _c(T.VALIDATION_ERROR, R.INVALID_PAYLOAD),
-    429: _c(T.RATE_LIMIT, R.REQUESTS_PER_MINUTE),
+    402: C(T.RESOURCE_LIMIT, R.INSUFFICIENT_CREDITS),
+    403: C(T.AUTH_ERROR, R.INSUFFICIENT_PERMISSIONS),
+    404: C(T.VALIDATION_ERROR, R.INVALID_REQUEST),
+    408: C(T.TIMEOUT, R.NETWORK_TIMEOUT),
+    409: C(T.SERVICE_ERROR, R.DEGRADED_PERFORMANCE),
+    413: C(T.VALIDATION_ERROR, R.INVALID_PAYLOAD),
+    422: C(T.VALIDATION_ERROR, R.INVALID_PAYLOAD),
+    # 425 Too Early: the server asks for the same request again later.
+    425: C(T.SYSTEM_ERROR, R.UNKNOWN_ERROR, retryable=True),
+    429: C(T.RATE_LIMIT, R.REQUESTS_PER_MINUTE),
 }
+_SERVER = C(T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE)
+# Any other status (405, 410, 415, 451, an unfollowed 3xx, ...) answers the request itself, so
+# the same request gets the same answer: retrying would only pay for it again.
+_UNNAMED = C(T.SYSTEM_ERROR, R.UNKNOWN_ERROR, retryable=False)
 
 
 def classify_status(status: int) -> Classification:
     """Map any HTTP status (100-599) to a classification."""
     if status in _STATUS:
         return _STATUS[status]
-    if 500 <= status <= 599:
-        return _c(T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE)
-    return _c(T.SYSTEM_ERROR, R.UNKNOWN_ERROR)
+    return _SERVER if 500 <= status <= 599 else _UNNAMED
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -119,13 +109,12 @@ def error_from_status(
 ) -> ConnectorError:
     """Build the ConnectorError for an HTTP error response."""
     headers = headers or {}
-    base = classify_status(status)
+    found = classify_status(status)
     override = should_retry_header(headers)
-    return ConnectorError(
+    if override is not None:
+        found = found._replace(retryable=override)
+    return found.error(
         message,
-        failure_type=base.failure_type,
-        failure_reason=base.failure_reason,
-        retryable=base.retryable if override is None else override,
         retry_after=parse_retry_after(headers, now),
         status_code=status,
         service=service,
@@ -136,25 +125,27 @@ def error_from_status(
 # Exceptions are matched by class name so this package never imports Celery, and so requests'
 # subclasses (ConnectTimeout is both ConnectionError and Timeout) resolve most-specific first.
 _EXCEPTION_NAMES: tuple[tuple[str, Classification], ...] = (
-    ("SoftTimeLimitExceeded", _c(T.TIMEOUT, R.JOB_TIMEOUT)),
-    ("TimeLimitExceeded", _c(T.TIMEOUT, R.JOB_TIMEOUT)),
-    ("ConnectTimeout", _c(T.TIMEOUT, R.NETWORK_TIMEOUT)),
-    ("ReadTimeout", _c(T.TIMEOUT, R.NETWORK_TIMEOUT)),
-    ("Timeout", _c(T.TIMEOUT, R.NETWORK_TIMEOUT)),
-    ("TimeoutError", _c(T.TIMEOUT, R.NETWORK_TIMEOUT)),
-    ("SSLError", _c(T.NETWORK_ERROR, R.SSL_CERTIFICATE)),
-    ("gaierror", _c(T.NETWORK_ERROR, R.DNS_RESOLUTION)),
+    # Celery's (billiard's) own time limits: the job ran out of the time it is allowed, and a
+    # re-run would take as long and be paid again, so it is a timeout that is not retried.
+    ("SoftTimeLimitExceeded", C(T.TIMEOUT, R.JOB_TIMEOUT, retryable=False)),
+    ("TimeLimitExceeded", C(T.TIMEOUT, R.JOB_TIMEOUT, retryable=False)),
+    ("ConnectTimeout", C(T.TIMEOUT, R.NETWORK_TIMEOUT)),
+    ("ReadTimeout", C(T.TIMEOUT, R.NETWORK_TIMEOUT)),
+    ("Timeout", C(T.TIMEOUT, R.NETWORK_TIMEOUT)),
+    ("TimeoutError", C(T.TIMEOUT, R.NETWORK_TIMEOUT)),
+    ("SSLError", C(T.NETWORK_ERROR, R.SSL_CERTIFICATE)),
+    ("gaierror", C(T.NETWORK_ERROR, R.DNS_RESOLUTION)),
     # A malformed provider URL is the worker's configuration, and no retry can fix it.
-    ("InvalidURL", _c(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False)),
-    ("MissingSchema", _c(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False)),
-    ("InvalidSchema", _c(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False)),
-    ("ProxyError", _c(T.NETWORK_ERROR, R.PROXY_ERROR)),
-    ("ChunkedEncodingError", _c(T.NETWORK_ERROR, R.CONNECTION_FAILED)),
-    ("ContentDecodingError", _c(T.RESPONSE_ERROR, R.CORRUPTED_DATA)),
-    ("ConnectionError", _c(T.NETWORK_ERROR, R.CONNECTION_FAILED)),
-    ("ConnectionResetError", _c(T.NETWORK_ERROR, R.CONNECTION_FAILED)),
-    ("JSONDecodeError", _c(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT)),
-    ("MemoryError", _c(T.RESOURCE_LIMIT, R.OUT_OF_MEMORY, retryable=True)),
+    ("InvalidURL", C(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False)),
+    ("MissingSchema", C(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False)),
+    ("InvalidSchema", C(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False)),
+    ("ProxyError", C(T.NETWORK_ERROR, R.PROXY_ERROR)),
+    ("ChunkedEncodingError", C(T.NETWORK_ERROR, R.CONNECTION_FAILED)),
+    ("ContentDecodingError", C(T.RESPONSE_ERROR, R.CORRUPTED_DATA)),
+    ("ConnectionError", C(T.NETWORK_ERROR, R.CONNECTION_FAILED)),
+    ("ConnectionResetError", C(T.NETWORK_ERROR, R.CONNECTION_FAILED)),
+    ("JSONDecodeError", C(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT)),
+    ("MemoryError", C(T.RESOURCE_LIMIT, R.OUT_OF_MEMORY, retryable=True)),
 )
 _DNS = re.compile(
     r"name or service not known|nodename nor servname|getaddrinfo|"
@@ -181,14 +172,14 @@ def _classify_exception(exc: BaseException) -> Classification | None:
     for name, found in _EXCEPTION_NAMES:
         if name in names:
             if found.failure_reason is R.CONNECTION_FAILED and _DNS.search(str(exc)):
-                return _c(T.NETWORK_ERROR, R.DNS_RESOLUTION)
+                return C(T.NETWORK_ERROR, R.DNS_RESOLUTION)
             return found
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
-        return _c(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT)
+        return C(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT)
     if isinstance(exc, _PROGRAMMING_ERRORS):
         # A bug in our own code: its text ("invalid literal for int()") is not a provider's
         # verdict, and the same payload would hit it again, so it is not retried.
-        return _c(T.SYSTEM_ERROR, R.INTERNAL_ERROR, retryable=False)
+        return C(T.SYSTEM_ERROR, R.INTERNAL_ERROR, retryable=False)
     return None
 
 
@@ -199,15 +190,9 @@ def error_from_exception(exc: BaseException, service: str | None = None) -> Conn
             exc.attach_service(service)
         return exc
     message = str(exc) or type(exc).__name__
-    found = _classify_exception(exc)
-    if found is None:
-        ftype, reason = classify_message(message)
-        found = _c(ftype, reason)
-    return ConnectorError(
+    found = _classify_exception(exc) or classify_message(message)
+    return found.error(
         f"{type(exc).__name__}: {message}",
-        failure_type=found.failure_type,
-        failure_reason=found.failure_reason,
-        retryable=found.retryable,
         service=service,
         context={"exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
     )

@@ -1,22 +1,72 @@
-"""Validate a job's `ctx` (its storage context) before anything is called or paid for.
+"""A job's `ctx` (its storage context): validated before anything is paid for, parsed once.
 
 `ctx` travels with the job (task kwargs, result records, task-sent events Flower shows), so it
 must never carry credentials: those belong in the worker's environment. Its storage overrides
 (bucket, prefix, CDN URL) are checked here too, so a bad one refuses the job at submit instead of
 failing it after the provider was paid.
+
+Each override may be given flat (`ctx.bucket`) or under `ctx.storage` (`ctx.storage.bucket`).
+One rule for every field: the more specific `ctx.storage.*` wins. (The original took `prefix`
+the other way round from `bucket` and `cdnUrl`; one rule is easier to predict.) `JobData` parses
+its `ctx` once, into `StorageOverrides`, and the asset saver reads that typed value.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from connectors.assets.base import storage_overrides
 from connectors.errors import validation_error
-from connectors.models import JobData
 from connectors.redact import is_secret_key
 
-__all__ = ["validate_ctx"]
+__all__ = ["StorageOverrides", "storage_overrides", "validate_ctx"]
+
+# The `service` named on a bad storage override (the one the asset savers name as well).
+_SERVICE = "storage"
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
+
+
+@dataclass(frozen=True)
+class StorageOverrides:
+    """Per-job storage settings taken from `ctx` (the original's names); None means not given."""
+
+    bucket: str | None = None
+    prefix: str | None = None
+    cdn_url: str | None = None
+
+
+def _string(source: Mapping[str, Any], name: str, field: str) -> str | None:
+    value = source.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise validation_error(field, "must be a string", service=_SERVICE)
+    return value.strip() or None
+
+
+def _field(ctx: Mapping[str, Any], storage: Mapping[str, Any], name: str) -> tuple[str | None, str]:
+    """The value of `name` and the path it came from; both places are checked, storage wins."""
+    inner = _string(storage, name, f"ctx.storage.{name}")
+    outer = _string(ctx, name, f"ctx.{name}")
+    if inner is not None:
+        return inner, f"ctx.storage.{name}"
+    return outer, f"ctx.{name}"
+
+
+def storage_overrides(ctx: Mapping[str, Any] | None) -> StorageOverrides:
+    """Parse bucket, prefix and CDN URL from `ctx` / `ctx.storage`; raise a validation_error."""
+    ctx = ctx or {}
+    storage = ctx.get("storage") or {}
+    if not isinstance(storage, Mapping):
+        raise validation_error("ctx.storage", "must be an object", service=_SERVICE)
+    bucket, where = _field(ctx, storage, "bucket")
+    if bucket is not None and not _BUCKET.match(bucket):
+        raise validation_error(where, f"{bucket!r} is not a bucket name", service=_SERVICE)
+    prefix, _ = _field(ctx, storage, "prefix")
+    cdn_url, _ = _field(ctx, storage, "cdnUrl")
+    return StorageOverrides(bucket=bucket, prefix=prefix, cdn_url=cdn_url)
 
 
 def _secret_path(value: Any, path: str) -> str | None:
@@ -50,4 +100,4 @@ def validate_ctx(ctx: object, *, service: str | None = None) -> None:
             "events); set them in the worker's environment",
             service=service,
         )
-    storage_overrides(JobData(id="ctx-check", type=service or "ctx", ctx=dict(ctx)))
+    storage_overrides(ctx)

@@ -1,216 +1,89 @@
-"""One failure taxonomy for every connector, and the error that carries it.
+"""The error every connector raises, and the classification it is built from.
 
-`FailureType` and `FailureReason` keep the original system's string values (10 types, 46
-reasons) plus the four reasons the design records need. `ConnectorError` is the only exception a
-connector lets escape: it says what failed, why, whether a retry can help and how long to wait.
+`Classification` is a decided failure (type, reason, retryability, wait); `Classification.error`
+is the one way to turn it into a `ConnectorError`, and `ConnectorError.reclassified` the one way
+to decide an existing error again. The taxonomy itself lives in `connectors.taxonomy` and is
+re-exported here. This module imports no classifier: `connectors.classify` builds on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import SecretStr
 
 from connectors.redact import redact, scrub, truncate
+from connectors.taxonomy import (
+    DEFAULT_RETRYABLE,
+    REASON_TYPES,
+    FailureReason,
+    FailureType,
+    default_retryable,
+)
 
 __all__ = [
     "DEFAULT_RETRYABLE",
     "REASON_TYPES",
+    "Classification",
     "ConnectorError",
     "FailureReason",
     "FailureType",
     "configuration_error",
+    "default_retryable",
     "require_secret",
     "validation_error",
 ]
 
-
-class FailureType(StrEnum):
-    """What kind of thing went wrong (the original's 10 values)."""
-
-    GENERATION_REFUSAL = "generation_refusal"
-    SERVICE_ERROR = "service_error"
-    TIMEOUT = "timeout"
-    VALIDATION_ERROR = "validation_error"
-    RESOURCE_LIMIT = "resource_limit"
-    AUTH_ERROR = "auth_error"
-    RATE_LIMIT = "rate_limit"
-    NETWORK_ERROR = "network_error"
-    RESPONSE_ERROR = "response_error"
-    SYSTEM_ERROR = "system_error"
-
-
-class FailureReason(StrEnum):
-    """Why it went wrong: the original's 46 reasons plus four the design records add."""
-
-    # generation_refusal
-    VIOLENCE_DETECTED = "violence_detected"
-    COPYRIGHT_BLOCKER = "copyright_blocker"
-    NSFW_CONTENT = "nsfw_content"
-    HATE_SPEECH = "hate_speech"
-    PERSONAL_INFO = "personal_info"
-    SAFETY_FILTER = "safety_filter"
-    POLICY_VIOLATION = "policy_violation"
-    # service_error
-    SERVICE_DOWN = "service_down"
-    SERVICE_UNAVAILABLE = "service_unavailable"
-    MAINTENANCE_MODE = "maintenance_mode"
-    DEGRADED_PERFORMANCE = "degraded_performance"
-    JOB_FAILED = "job_failed"  # added: the provider ran the job and reported failure
-    # timeout
-    JOB_TIMEOUT = "job_timeout"
-    NETWORK_TIMEOUT = "network_timeout"
-    PROCESSING_TIMEOUT = "processing_timeout"
-    QUEUE_TIMEOUT = "queue_timeout"
-    SERVICE_TIMEOUT = "service_timeout"  # added: a polling deadline passed
-    # validation_error
-    INVALID_PAYLOAD = "invalid_payload"
-    MISSING_REQUIRED_FIELD = "missing_required_field"
-    INVALID_FORMAT = "invalid_format"
-    UNSUPPORTED_OPERATION = "unsupported_operation"
-    MODEL_NOT_FOUND = "model_not_found"
-    COMPONENT_ERROR = "component_error"
-    INVALID_REQUEST = "invalid_request"  # added: the provider rejected the request (HTTP 400)
-    # resource_limit
-    OUT_OF_MEMORY = "out_of_memory"
-    DISK_SPACE_FULL = "disk_space_full"
-    GPU_MEMORY_FULL = "gpu_memory_full"
-    CONCURRENT_LIMIT = "concurrent_limit"
-    INSUFFICIENT_CREDITS = "insufficient_credits"  # added: out of credits / billing quota
-    # auth_error
-    INVALID_API_KEY = "invalid_api_key"
-    EXPIRED_TOKEN = "expired_token"
-    INSUFFICIENT_PERMISSIONS = "insufficient_permissions"
-    ACCOUNT_SUSPENDED = "account_suspended"
-    # rate_limit
-    REQUESTS_PER_MINUTE = "requests_per_minute"
-    TOKENS_PER_MINUTE = "tokens_per_minute"
-    DAILY_QUOTA_EXCEEDED = "daily_quota_exceeded"
-    CONCURRENT_REQUESTS = "concurrent_requests"
-    # network_error
-    CONNECTION_FAILED = "connection_failed"
-    DNS_RESOLUTION = "dns_resolution"
-    SSL_CERTIFICATE = "ssl_certificate"
-    PROXY_ERROR = "proxy_error"
-    # response_error
-    INVALID_RESPONSE_FORMAT = "invalid_response_format"
-    UNEXPECTED_CONTENT_TYPE = "unexpected_content_type"
-    CORRUPTED_DATA = "corrupted_data"
-    MISSING_EXPECTED_DATA = "missing_expected_data"
-    # system_error
-    INTERNAL_ERROR = "internal_error"
-    CONFIG_ERROR = "config_error"
-    DEPENDENCY_ERROR = "dependency_error"
-    GPU_ERROR = "gpu_error"
-    UNKNOWN_ERROR = "unknown_error"
-
-
-def _group(failure_type: FailureType, *reasons: FailureReason) -> dict[FailureReason, FailureType]:
-    return dict.fromkeys(reasons, failure_type)
-
-
 R = FailureReason
 T = FailureType
-# The type each reason belongs to. `network_timeout` is listed under timeout; the original also
-# emitted it with type network_error, which a caller may still do explicitly.
-REASON_TYPES: dict[FailureReason, FailureType] = {
-    **_group(
-        T.GENERATION_REFUSAL,
-        R.VIOLENCE_DETECTED,
-        R.COPYRIGHT_BLOCKER,
-        R.NSFW_CONTENT,
-        R.HATE_SPEECH,
-        R.PERSONAL_INFO,
-        R.SAFETY_FILTER,
-        R.POLICY_VIOLATION,
-    ),
-    **_group(
-        T.SERVICE_ERROR,
-        R.SERVICE_DOWN,
-        R.SERVICE_UNAVAILABLE,
-        R.MAINTENANCE_MODE,
-        R.DEGRADED_PERFORMANCE,
-        R.JOB_FAILED,
-    ),
-    **_group(
-        T.TIMEOUT,
-        R.JOB_TIMEOUT,
-        R.NETWORK_TIMEOUT,
-        R.PROCESSING_TIMEOUT,
-        R.QUEUE_TIMEOUT,
-        R.SERVICE_TIMEOUT,
-    ),
-    **_group(
-        T.VALIDATION_ERROR,
-        R.INVALID_PAYLOAD,
-        R.MISSING_REQUIRED_FIELD,
-        R.INVALID_FORMAT,
-        R.UNSUPPORTED_OPERATION,
-        R.MODEL_NOT_FOUND,
-        R.COMPONENT_ERROR,
-        R.INVALID_REQUEST,
-    ),
-    **_group(
-        T.RESOURCE_LIMIT,
-        R.OUT_OF_MEMORY,
-        R.DISK_SPACE_FULL,
-        R.GPU_MEMORY_FULL,
-        R.CONCURRENT_LIMIT,
-        R.INSUFFICIENT_CREDITS,
-    ),
-    **_group(
-        T.AUTH_ERROR,
-        R.INVALID_API_KEY,
-        R.EXPIRED_TOKEN,
-        R.INSUFFICIENT_PERMISSIONS,
-        R.ACCOUNT_SUSPENDED,
-    ),
-    **_group(
-        T.RATE_LIMIT,
-        R.REQUESTS_PER_MINUTE,
-        R.TOKENS_PER_MINUTE,
-        R.DAILY_QUOTA_EXCEEDED,
-        R.CONCURRENT_REQUESTS,
-    ),
-    **_group(
-        T.NETWORK_ERROR, R.CONNECTION_FAILED, R.DNS_RESOLUTION, R.SSL_CERTIFICATE, R.PROXY_ERROR
-    ),
-    **_group(
-        T.RESPONSE_ERROR,
-        R.INVALID_RESPONSE_FORMAT,
-        R.UNEXPECTED_CONTENT_TYPE,
-        R.CORRUPTED_DATA,
-        R.MISSING_EXPECTED_DATA,
-    ),
-    **_group(
-        T.SYSTEM_ERROR,
-        R.INTERNAL_ERROR,
-        R.CONFIG_ERROR,
-        R.DEPENDENCY_ERROR,
-        R.GPU_ERROR,
-        R.UNKNOWN_ERROR,
-    ),
-}
 
-# Whether a retry can help, per type. An error may override this (a 429 that means "out of
-# credits" is not retryable; a system_error that is a config error is not either).
-DEFAULT_RETRYABLE: dict[FailureType, bool] = {
-    T.RATE_LIMIT: True,
-    T.SERVICE_ERROR: True,
-    T.NETWORK_ERROR: True,
-    T.TIMEOUT: True,
-    T.SYSTEM_ERROR: True,
-    T.AUTH_ERROR: False,
-    T.VALIDATION_ERROR: False,
-    T.GENERATION_REFUSAL: False,
-    T.RESPONSE_ERROR: False,
-    T.RESOURCE_LIMIT: False,
-}
-# Reasons whose retryability differs from their type's default.
-_REASON_RETRYABLE: dict[FailureReason, bool] = {R.CONFIG_ERROR: False}
+
+class _Verdict(NamedTuple):
+    failure_type: FailureType
+    failure_reason: FailureReason
+    retryable: bool
+    retry_after: float | None = None
+
+
+class Classification(_Verdict):
+    """A decided failure: type, reason, retryability (the default unless given) and a wait hint."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        failure_type: FailureType | str,
+        failure_reason: FailureReason | str,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> Classification:
+        ftype, reason = FailureType(failure_type), FailureReason(failure_reason)
+        if retryable is None:
+            retryable = default_retryable(ftype, reason)
+        return super().__new__(cls, ftype, reason, retryable, retry_after)
+
+    def error(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        service: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> ConnectorError:
+        """The ConnectorError for this classification (a `retry_after` given here wins)."""
+        return ConnectorError(
+            message,
+            failure_type=self.failure_type,
+            failure_reason=self.failure_reason,
+            retryable=self.retryable,
+            retry_after=self.retry_after if retry_after is None else retry_after,
+            status_code=status_code,
+            service=service,
+            context=context,
+        )
 
 
 class ConnectorError(Exception):
@@ -240,7 +113,7 @@ class ConnectorError(Exception):
         if retryable is None:
             retryable = given.get("retryable")
         if retryable is None:
-            retryable = _REASON_RETRYABLE.get(reason, DEFAULT_RETRYABLE[ftype])
+            retryable = default_retryable(ftype, reason)
         self.message = truncate(scrub(str(message)), 4000)
         self.failure_type = ftype
         self.failure_reason = reason
@@ -298,24 +171,34 @@ class ConnectorError(Exception):
         """Rebuild an error from `to_dict` output."""
         return cls(str(data.get("message", "")), dict(data))
 
-    @classmethod
-    def from_exception(cls, exc: BaseException, service: str | None = None) -> ConnectorError:
-        """Classify any exception (requests, JSON, Celery time limits, ...) as a ConnectorError."""
-        from connectors.classify import error_from_exception  # classify imports this module
+    @property
+    def classification(self) -> Classification:
+        """This error's type, reason, retryability and wait as a Classification."""
+        return Classification(
+            self.failure_type, self.failure_reason, self.retryable, self.retry_after
+        )
 
-        return error_from_exception(exc, service)
+    def reclassified(self, found: Classification, message: str | None = None) -> ConnectorError:
+        """The same failure decided again: new classification, same status, service, context.
+
+        A non-retryable verdict carries no wait; otherwise the classification's own wait (a
+        provider's body hint) wins over the one this error had (a Retry-After header).
+        """
+        wait = self.retry_after if found.retry_after is None else found.retry_after
+        return found.error(
+            self.message if message is None else message,
+            status_code=self.status_code,
+            service=self.service,
+            context=self.context,
+            retry_after=wait if found.retryable else None,
+        )
 
 
 def validation_error(field: str, problem: str, *, service: str | None = None) -> ConnectorError:
     """A non-retryable error for a payload field that can never succeed."""
     reason = R.MISSING_REQUIRED_FIELD if "required" in problem.lower() else R.INVALID_PAYLOAD
-    return ConnectorError(
-        f"Invalid payload field '{field}': {problem}",
-        failure_type=T.VALIDATION_ERROR,
-        failure_reason=reason,
-        retryable=False,
-        service=service,
-        context={"field": field},
+    return Classification(T.VALIDATION_ERROR, reason, retryable=False).error(
+        f"Invalid payload field '{field}': {problem}", service=service, context={"field": field}
     )
 
 
@@ -323,13 +206,8 @@ def configuration_error(
     message: str, *, variables: list[str] | None = None, service: str | None = None
 ) -> ConnectorError:
     """A non-retryable error for a worker that is missing configuration (e.g. an API token)."""
-    return ConnectorError(
-        message,
-        failure_type=T.SYSTEM_ERROR,
-        failure_reason=R.CONFIG_ERROR,
-        retryable=False,
-        service=service,
-        context={"variables": variables or []},
+    return Classification(T.SYSTEM_ERROR, R.CONFIG_ERROR, retryable=False).error(
+        message, service=service, context={"variables": variables or []}
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from connectors.context import StorageOverrides, storage_overrides
 
 __all__ = [
     "JobData",
@@ -21,7 +23,11 @@ OutputKind = Literal["image", "video", "audio", "text", "binary"]
 
 
 class JobData(BaseModel):
-    """A job as a connector sees it. `ctx` (storage context) is never sent to a provider."""
+    """A job as a connector sees it. `ctx` (storage context) is never sent to a provider.
+
+    `ctx` is parsed once, when the job is built, into `storage`: a bad storage override raises
+    a validation_error here, and every output the job saves reads the same typed value.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +37,23 @@ class JobData(BaseModel):
     requirements: dict[str, Any] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     ctx: dict[str, Any] | None = None
+    _storage: StorageOverrides = PrivateAttr(default_factory=StorageOverrides)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Parse `ctx` into `storage` (a ConnectorError, not a pydantic error, when it is bad)."""
+        self._storage = storage_overrides(self.ctx)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; a `ctx` given in `update` is parsed again (pydantic would skip it)."""
+        copied = super().model_copy(update=update, deep=deep)
+        if update and "ctx" in update:
+            copied._storage = storage_overrides(copied.ctx)
+        return copied
+
+    @property
+    def storage(self) -> StorageOverrides:
+        """The storage overrides `ctx` gives, with `ctx.storage.*` winning over `ctx.*`."""
+        return self._storage
 
 
 class OutputFile(BaseModel):

@@ -1,5 +1,8 @@
 """The original's ordered message rules (first match wins), with its known quirks fixed.
 
+`classify_message` is the one engine: a provider with its own vocabulary (Glif's matrix) passes
+its own `Rule` table and fallback instead of keeping a second matcher.
+
 Fixes, each covered by a test:
 - timeouts are recognised before network errors, so "Job timeout after 30 minutes" is a
   timeout (the original said network_error) and "connection timed out" is a timeout;
@@ -14,35 +17,48 @@ Fixes, each covered by a test:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from connectors.errors import FailureReason, FailureType
+from connectors.errors import Classification, FailureReason, FailureType
 
-__all__ = ["RULES", "Rule", "classify_message"]
+__all__ = ["RULES", "UNKNOWN", "Rule", "classify_message", "rx"]
 
 R = FailureReason
 T = FailureType
 Sub = tuple[str, FailureReason]
+UNKNOWN = Classification(T.SYSTEM_ERROR, R.UNKNOWN_ERROR)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One category: a detector pattern and the first-match sub-rules for its reason."""
+    """One category: a detector, the first-match sub-rules for its reason, the statuses it owns."""
 
     failure_type: FailureType
     detect: re.Pattern[str]
     subrules: tuple[Sub, ...]
     default: FailureReason
     statuses: frozenset[int] = frozenset()
+    # A status that settles the reason within the category, whatever the text says.
+    status_reasons: tuple[tuple[int, FailureReason], ...] = ()
 
-    def reason(self, text: str) -> FailureReason:
+    def matches(self, text: str, status: int | None) -> bool:
+        """Whether the (lower-cased) text or the status selects this category."""
+        return bool(self.detect.search(text)) or status in self.statuses
+
+    def reason(self, text: str, status: int | None = None) -> FailureReason:
+        """The reason within this category for the (lower-cased) text and status."""
+        for code, reason in self.status_reasons:
+            if status == code:
+                return reason
         for pattern, reason in self.subrules:
             if re.search(pattern, text):
                 return reason
         return self.default
 
 
-def _rx(*words: str) -> re.Pattern[str]:
+def rx(*words: str) -> re.Pattern[str]:
+    """One pattern matching any of `words` (regular expressions)."""
     return re.compile("|".join(words))
 
 
@@ -63,7 +79,7 @@ RULES: tuple[Rule, ...] = (
     # ("blocked", "not allowed") also appear in them ("your IP is temporarily blocked").
     Rule(
         T.RESOURCE_LIMIT,
-        _rx(
+        rx(
             r"insufficient[ _]credits?",
             r"insufficient_quota",
             r"out of credits",
@@ -77,7 +93,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         T.RATE_LIMIT,
-        _rx(r"rate[ _-]?limit", r"quota", r"too many requests"),
+        rx(r"rate[ _-]?limit", r"quota", r"too many requests"),
         (
             (r"daily|per ?day|quota", R.DAILY_QUOTA_EXCEEDED),
             (r"concurrent", R.CONCURRENT_REQUESTS),
@@ -88,7 +104,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         T.GENERATION_REFUSAL,
-        _rx(
+        rx(
             r"cannot generate",
             r"unable to create",
             r"can't generate",
@@ -122,7 +138,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         T.AUTH_ERROR,
-        _rx(*_CREDENTIAL),
+        rx(*_CREDENTIAL),
         (
             (r"api[ _-]?key|invalid key", R.INVALID_API_KEY),
             (r"expired", R.EXPIRED_TOKEN),
@@ -131,10 +147,11 @@ RULES: tuple[Rule, ...] = (
         ),
         R.INVALID_API_KEY,
         frozenset({401, 403}),
+        ((403, R.INSUFFICIENT_PERMISSIONS),),
     ),
     Rule(
         T.TIMEOUT,
-        _rx(r"timed? ?out", r"timeout", r"deadline exceeded"),
+        rx(r"timed? ?out", r"timeout", r"deadline exceeded"),
         (
             (r"network|connect|read|socket", R.NETWORK_TIMEOUT),
             (r"processing", R.PROCESSING_TIMEOUT),
@@ -144,7 +161,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         T.NETWORK_ERROR,
-        _rx(
+        rx(
             r"network",
             r"connection",
             r"\bdns\b",
@@ -162,13 +179,13 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         T.VALIDATION_ERROR,
-        _rx(r"max(imum)? tokens", r"context length", r"maximum context"),
+        rx(r"max(imum)? tokens", r"context length", r"maximum context"),
         (),
         R.INVALID_PAYLOAD,
     ),
     Rule(
         T.RESOURCE_LIMIT,
-        _rx(r"memory", r"disk space", r"storage", r"\blimit\b", r"capacity"),
+        rx(r"memory", r"disk space", r"storage", r"\blimit\b", r"capacity"),
         (
             (r"memory.*(gpu|cuda)|(gpu|cuda).*memory", R.GPU_MEMORY_FULL),
             (r"memory", R.OUT_OF_MEMORY),
@@ -179,7 +196,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         T.SERVICE_ERROR,
-        _rx(r"service", r"server[ _]error", r"maintenance", r"unavailable", r"overloaded"),
+        rx(r"service", r"server[ _]error", r"maintenance", r"unavailable", r"overloaded"),
         (
             (r"maintenance", R.MAINTENANCE_MODE),
             (r"unavailable", R.SERVICE_UNAVAILABLE),
@@ -187,10 +204,11 @@ RULES: tuple[Rule, ...] = (
         ),
         R.SERVICE_DOWN,
         frozenset(range(500, 600)),
+        ((503, R.SERVICE_UNAVAILABLE),),
     ),
     Rule(
         T.VALIDATION_ERROR,
-        _rx(
+        rx(
             r"validation",
             r"invalid",
             r"missing",
@@ -211,7 +229,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         T.RESPONSE_ERROR,
-        _rx(r"response", r"content type", r"corrupted", r"expected"),
+        rx(r"response", r"content type", r"corrupted", r"expected"),
         (
             (r"content type", R.UNEXPECTED_CONTENT_TYPE),
             (r"corrupted", R.CORRUPTED_DATA),
@@ -221,7 +239,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         T.SYSTEM_ERROR,
-        _rx(r"cuda", r"gpu", r"internal", r"config", r"dependency"),
+        rx(r"cuda", r"gpu", r"internal", r"config", r"dependency"),
         (
             (r"cuda|gpu", R.GPU_ERROR),
             (r"config", R.CONFIG_ERROR),
@@ -233,15 +251,18 @@ RULES: tuple[Rule, ...] = (
 
 
 def classify_message(
-    message: str, *, status: int | None = None
-) -> tuple[FailureType, FailureReason]:
-    """Classify a free-text error message; an HTTP `status` also selects its category."""
+    message: str,
+    *,
+    status: int | None = None,
+    rules: Sequence[Rule] = RULES,
+    fallback: Classification = UNKNOWN,
+) -> Classification:
+    """Classify free text by the first matching rule; an HTTP `status` also selects a category.
+
+    `rules` and `fallback` let a provider with its own vocabulary (Glif) use the same engine.
+    """
     text = message.lower()
-    for rule in RULES:
-        if rule.detect.search(text) or status in rule.statuses:
-            if status == 403 and rule.failure_type is T.AUTH_ERROR:
-                return rule.failure_type, R.INSUFFICIENT_PERMISSIONS
-            if status == 503 and rule.failure_type is T.SERVICE_ERROR:
-                return rule.failure_type, R.SERVICE_UNAVAILABLE
-            return rule.failure_type, rule.reason(text)
-    return T.SYSTEM_ERROR, R.UNKNOWN_ERROR
+    for rule in rules:
+        if rule.matches(text, status):
+            return Classification(rule.failure_type, rule.reason(text, status))
+    return fallback

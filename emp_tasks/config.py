@@ -26,7 +26,6 @@ __all__ = [
     "CONFIG_DIR",
     "ServiceSpec",
     "connector_class",
-    "load_env_mapping",
     "load_services",
     "missing_env",
     "resolve_service",
@@ -121,12 +120,6 @@ def load_aliases(path: Path | None = None) -> dict[str, str]:
     """Job service names that route to another service (e.g. the original's names)."""
     raw = json.loads((path or CONFIG_DIR / "service-mapping.json").read_text())
     return dict(raw.get("aliases", {}))
-
-
-def load_env_mapping(service: str, path: Path | None = None) -> dict[str, str]:
-    """The env variables a service reads, with their defaults expanded."""
-    raw = json.loads((path or CONFIG_DIR / "service-env-mapping.json").read_text())
-    return {name: substitute(value) for name, value in raw.get(service, {}).items()}
 
 
 @cache

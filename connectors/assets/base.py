@@ -11,12 +11,11 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
 from connectors.assets.mime import output_kind
-from connectors.errors import validation_error
 from connectors.models import JobData, OutputFile
 
 __all__ = [
@@ -27,12 +26,10 @@ __all__ = [
     "ExpectedKind",
     "RemoteUrl",
     "SavedAsset",
-    "StorageOverrides",
     "asset_key",
     "default_prefix",
     "sanitize_prefix",
     "sanitize_segment",
-    "storage_overrides",
 ]
 
 # The `service` named on every ConnectorError raised while saving an asset.
@@ -40,7 +37,6 @@ SERVICE = "storage"
 
 # Runs of unsafe characters and of dots ("..") become one "_".
 _UNSAFE = re.compile(r"(?:\.{2,}|[^A-Za-z0-9._-])+")
-_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
 _MAX_SEGMENT = 128
 
 
@@ -107,15 +103,6 @@ class AssetSaver(Protocol):
     ) -> SavedAsset: ...
 
 
-@dataclass(frozen=True)
-class StorageOverrides:
-    """Per-job storage settings taken from `ctx` (the original's names); None means not given."""
-
-    bucket: str | None = None
-    prefix: str | None = None
-    cdn_url: str | None = None
-
-
 def sanitize_segment(value: str, fallback: str = "job") -> str:
     """One safe path segment: no '/', no '..', only [A-Za-z0-9._-], at most 128 characters."""
     cleaned = _UNSAFE.sub("_", value).strip(".")[:_MAX_SEGMENT]
@@ -142,32 +129,3 @@ def asset_key(prefix: str, job_id: str, sha256: str, ext: str) -> str:
     name = f"{sanitize_segment(job_id)}_{sha256[:12]}.{sanitize_segment(ext, 'bin')}"
     clean = sanitize_prefix(prefix)
     return f"{clean}/{name}" if clean else name
-
-
-def _ctx_string(source: dict[str, Any], name: str, field: str) -> str | None:
-    value = source.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise validation_error(field, "must be a string", service=SERVICE)
-    return value.strip() or None
-
-
-def storage_overrides(job: JobData) -> StorageOverrides:
-    """Read bucket, prefix and CDN URL overrides from `ctx` / `ctx.storage`, validated."""
-    ctx = job.ctx or {}
-    storage = ctx.get("storage") or {}
-    if not isinstance(storage, dict):
-        raise validation_error("ctx.storage", "must be an object", service=SERVICE)
-    bucket = _ctx_string(storage, "bucket", "ctx.storage.bucket") or _ctx_string(
-        ctx, "bucket", "ctx.bucket"
-    )
-    if bucket is not None and not _BUCKET.match(bucket):
-        raise validation_error("ctx.bucket", f"{bucket!r} is not a bucket name", service=SERVICE)
-    return StorageOverrides(
-        bucket=bucket,
-        prefix=_ctx_string(ctx, "prefix", "ctx.prefix")
-        or _ctx_string(storage, "prefix", "ctx.storage.prefix"),
-        cdn_url=_ctx_string(storage, "cdnUrl", "ctx.storage.cdnUrl")
-        or _ctx_string(ctx, "cdnUrl", "ctx.cdnUrl"),
-    )

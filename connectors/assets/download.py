@@ -17,8 +17,8 @@ import urllib3
 from connectors.assets.base import SERVICE
 from connectors.assets.netguard import DownloadPolicy, check_target, display_url, refusal
 from connectors.assets.staging import ContentSink, StagedContent, too_large
-from connectors.classify import Classification, error_from_exception, error_from_status
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.classify import error_from_exception, error_from_status
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 
 __all__ = ["CHUNK_BYTES", "download"]
 
@@ -26,41 +26,34 @@ CHUNK_BYTES = 256 * 1024
 _HEADERS = {"User-Agent": "emp-tasks-asset-saver/1", "Accept": "*/*"}
 
 Clock = Callable[[], float]
+_READ_TIMEOUT = Classification(FailureType.TIMEOUT, FailureReason.NETWORK_TIMEOUT, True)
 
 
 def _classify(exc: Exception) -> Classification:
     # urllib3's own errors surface here because the body is read with read1, below requests.
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-        return Classification(FailureType.TIMEOUT, FailureReason.NETWORK_TIMEOUT, True)
+        return _READ_TIMEOUT
     if isinstance(exc, urllib3.exceptions.DecodeError):
         return Classification(FailureType.RESPONSE_ERROR, FailureReason.CORRUPTED_DATA, False)
     if isinstance(exc, urllib3.exceptions.ProtocolError | ConnectionError):
         return Classification(FailureType.NETWORK_ERROR, FailureReason.CONNECTION_FAILED, True)
-    found = error_from_exception(exc)
-    return Classification(found.failure_type, found.failure_reason, found.retryable)
+    return error_from_exception(exc).classification
 
 
 def _transport_error(exc: Exception, url: str) -> ConnectorError:
     # requests' messages quote the full URL, query string included (where signed URLs keep
     # their secrets), so only the classification is kept and the message is rebuilt.
-    found = _classify(exc)
-    return ConnectorError(
+    return _classify(exc).error(
         f"Asset download from {display_url(url)} failed: {type(exc).__name__}",
-        failure_type=found.failure_type,
-        failure_reason=found.failure_reason,
-        retryable=found.retryable,
         service=SERVICE,
         context={"url": display_url(url), "exception_type": type(exc).__name__},
     )
 
 
 def _deadline_error(url: str, seconds: float) -> ConnectorError:
-    return ConnectorError(
+    return _READ_TIMEOUT.error(
         f"Asset download from {display_url(url)} took longer than {seconds:g} s "
         "(ASSET_DOWNLOAD_TIMEOUT_SECONDS)",
-        failure_type=FailureType.TIMEOUT,
-        failure_reason=FailureReason.NETWORK_TIMEOUT,
-        retryable=True,
         service=SERVICE,
         context={"url": display_url(url)},
     )
@@ -68,9 +61,11 @@ def _deadline_error(url: str, seconds: float) -> ConnectorError:
 
 def _redirected(exc: ConnectorError, origin: str) -> ConnectorError:
     # Say that a redirect led here: the URL the job gave was itself acceptable.
-    fields = exc.to_dict()
-    fields["context"] = {**exc.context, "redirected_from": display_url(origin)}
-    return ConnectorError(f"{exc.message} after a redirect from {display_url(origin)}", fields)
+    error = exc.reclassified(
+        exc.classification, f"{exc.message} after a redirect from {display_url(origin)}"
+    )
+    error.annotate(redirected_from=display_url(origin))
+    return error
 
 
 def _request(

@@ -23,7 +23,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from connectors.assets.base import SERVICE
 from connectors.assets.settings import DEFAULT_MAX_BYTES
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 
 __all__ = [
     "AddressCheck",
@@ -72,11 +72,8 @@ def display_url(url: str) -> str:
 def refusal(url: str, problem: str, kind: str) -> ConnectorError:
     """A non-retryable error for a download the policy refuses, naming the reason."""
     reason = FailureReason.INVALID_PAYLOAD if kind == "size" else FailureReason.INVALID_REQUEST
-    return ConnectorError(
+    return Classification(FailureType.VALIDATION_ERROR, reason, False).error(
         f"Asset download refused: {problem} ({display_url(url)})",
-        failure_type=FailureType.VALIDATION_ERROR,
-        failure_reason=reason,
-        retryable=False,
         service=SERVICE,
         context={"url": display_url(url), "refusal": kind},
     )
@@ -154,11 +151,9 @@ def pinned_address(host: str, port: int, policy: DownloadPolicy, url: str = "") 
     try:
         addresses = list(policy.resolve(host, port))
     except (OSError, UnicodeError) as exc:
-        raise ConnectorError(
+        unresolved = Classification(FailureType.NETWORK_ERROR, FailureReason.DNS_RESOLUTION, True)
+        raise unresolved.error(
             f"Asset download failed: cannot resolve host {host!r} ({type(exc).__name__})",
-            failure_type=FailureType.NETWORK_ERROR,
-            failure_reason=FailureReason.DNS_RESOLUTION,
-            retryable=True,
             service=SERVICE,
             context={"url": display_url(shown)},
         ) from None

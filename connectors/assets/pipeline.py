@@ -23,17 +23,23 @@ from connectors.assets.base import (
     ExpectedKind,
     RemoteUrl,
     SavedAsset,
-    StorageOverrides,
     asset_key,
     default_prefix,
-    storage_overrides,
 )
 from connectors.assets.download import download
 from connectors.assets.mime import extension_for, resolve_mime
 from connectors.assets.netguard import DownloadPolicy
 from connectors.assets.screening import screen
 from connectors.assets.staging import StagedContent, stage_base64, stage_bytes
-from connectors.errors import ConnectorError, FailureReason, FailureType, validation_error
+from connectors.classify import error_from_exception
+from connectors.context import StorageOverrides
+from connectors.errors import (
+    Classification,
+    ConnectorError,
+    FailureReason,
+    FailureType,
+    validation_error,
+)
 from connectors.models import JobData
 
 __all__ = [
@@ -44,6 +50,10 @@ __all__ = [
     "prepare",
     "save_with",
 ]
+
+_EMPTY = Classification(
+    FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA, retryable=False
+)
 
 
 @dataclass
@@ -69,13 +79,7 @@ def _stage(source: AssetSource, session: requests.Session, policy: DownloadPolic
 
 
 def _empty_error() -> ConnectorError:
-    return ConnectorError(
-        "The provider output is empty (0 bytes); nothing to save",
-        failure_type=FailureType.RESPONSE_ERROR,
-        failure_reason=FailureReason.MISSING_EXPECTED_DATA,
-        retryable=False,
-        service=SERVICE,
-    )
+    return _EMPTY.error("The provider output is empty (0 bytes); nothing to save", service=SERVICE)
 
 
 @contextmanager
@@ -90,7 +94,7 @@ def prepare(
     prefix: str | None,
 ) -> Iterator[PreparedAsset]:
     """Stage, type, screen and name `source`; the staged file is closed when the block ends."""
-    overrides = storage_overrides(job)  # validate ctx before any download
+    overrides = job.storage  # parsed (and validated) once, when the job was built
     with _stage(source, session, policy) as content:
         if content.size == 0:
             raise _empty_error()
@@ -113,7 +117,7 @@ def as_connector_errors() -> Iterator[None]:
     except ConnectorError:
         raise
     except Exception as exc:
-        raise ConnectorError.from_exception(exc, SERVICE) from exc
+        raise error_from_exception(exc, SERVICE) from exc
 
 
 # What differs between savers: write the prepared file somewhere, return (url, bucket).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from connectors.assets.base import SERVICE, ExpectedKind
 from connectors.assets.mime import major_type, markup_from_magic, normalize_mime
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 
 __all__ = ["ACTIVE_TYPES", "is_active", "screen", "unexpected_content_type"]
 
@@ -36,6 +36,10 @@ ACTIVE_TYPES = frozenset(
     }
 )
 
+_UNEXPECTED = Classification(
+    FailureType.RESPONSE_ERROR, FailureReason.UNEXPECTED_CONTENT_TYPE, False
+)
+
 
 def is_active(mime: str | None) -> bool:
     """Whether content of this MIME type could run script when served from the storage domain."""
@@ -45,11 +49,8 @@ def is_active(mime: str | None) -> bool:
 
 def unexpected_content_type(message: str, **context: str | None) -> ConnectorError:
     """The non-retryable `response_error` / `unexpected_content_type` a refused output raises."""
-    return ConnectorError(
+    return _UNEXPECTED.error(
         message,
-        failure_type=FailureType.RESPONSE_ERROR,
-        failure_reason=FailureReason.UNEXPECTED_CONTENT_TYPE,
-        retryable=False,
         service=SERVICE,
         context={name: value for name, value in context.items() if value is not None},
     )

@@ -19,7 +19,13 @@ from typing import IO
 from urllib.parse import unquote_to_bytes
 
 from connectors.assets.base import SERVICE
-from connectors.errors import ConnectorError, FailureReason, FailureType, validation_error
+from connectors.errors import (
+    Classification,
+    ConnectorError,
+    FailureReason,
+    FailureType,
+    validation_error,
+)
 
 __all__ = [
     "HEAD_BYTES",
@@ -64,11 +70,8 @@ class StagedContent:
 
 def too_large(max_bytes: int, what: str = "asset") -> ConnectorError:
     """The non-retryable error for content over ASSET_MAX_BYTES."""
-    return ConnectorError(
+    return Classification(FailureType.VALIDATION_ERROR, FailureReason.INVALID_PAYLOAD, False).error(
         f"The {what} exceeds ASSET_MAX_BYTES ({max_bytes} bytes)",
-        failure_type=FailureType.VALIDATION_ERROR,
-        failure_reason=FailureReason.INVALID_PAYLOAD,
-        retryable=False,
         service=SERVICE,
         context={"max_bytes": max_bytes, "refusal": "size"},
     )
@@ -78,19 +81,12 @@ def disk_error(exc: OSError, action: str) -> ConnectorError:
     """Classify a local-disk failure: full disk (retryable), no permission (config), other."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         # Another worker (or this one, later) may have the space.
-        classified = (FailureType.RESOURCE_LIMIT, FailureReason.DISK_SPACE_FULL, True)
+        found = Classification(FailureType.RESOURCE_LIMIT, FailureReason.DISK_SPACE_FULL, True)
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        classified = (FailureType.SYSTEM_ERROR, FailureReason.CONFIG_ERROR, False)
+        found = Classification(FailureType.SYSTEM_ERROR, FailureReason.CONFIG_ERROR, False)
     else:
-        classified = (FailureType.SYSTEM_ERROR, FailureReason.INTERNAL_ERROR, True)
-    ftype, reason, retryable = classified
-    return ConnectorError(
-        f"Cannot {action}: {exc.strerror or exc}",
-        failure_type=ftype,
-        failure_reason=reason,
-        retryable=retryable,
-        service=SERVICE,
-    )
+        found = Classification(FailureType.SYSTEM_ERROR, FailureReason.INTERNAL_ERROR, True)
+    return found.error(f"Cannot {action}: {exc.strerror or exc}", service=SERVICE)
 
 
 class ContentSink:

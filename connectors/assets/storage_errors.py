@@ -15,8 +15,8 @@ from botocore import exceptions as boto
 from botocore.exceptions import ClientError
 
 from connectors.assets.base import SERVICE
-from connectors.classify import Classification, classify_status
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.classify import classify_status, error_from_exception
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 
 __all__ = ["classify_storage_code", "storage_error"]
 
@@ -97,11 +97,8 @@ def _client_error(exc: ClientError, context: dict[str, Any]) -> ConnectorError:
     detail = error.get("Message") or ""
     where = f" to bucket '{context['bucket']}'" if context.get("bucket") else ""
     message = f"Storage {exc.operation_name}{where} failed: {code} (HTTP {status}): {detail}"
-    return ConnectorError(
+    return found.error(
         _clean(message),
-        failure_type=found.failure_type,
-        failure_reason=found.failure_reason,
-        retryable=found.retryable,
         status_code=status,
         service=SERVICE,
         context={**context, "code": code, "operation": exc.operation_name},
@@ -121,8 +118,7 @@ def _classify_exception(exc: BaseException) -> Classification:
     wrapped = _WRAPPED_CODE.search(str(exc))
     if wrapped:
         return classify_storage_code(wrapped.group(1), None)
-    generic = ConnectorError.from_exception(exc, SERVICE)
-    return Classification(generic.failure_type, generic.failure_reason, generic.retryable)
+    return error_from_exception(exc, SERVICE).classification
 
 
 def storage_error(exc: BaseException, *, context: Mapping[str, Any]) -> ConnectorError:
@@ -130,12 +126,8 @@ def storage_error(exc: BaseException, *, context: Mapping[str, Any]) -> Connecto
     exc = _unwrap(exc)
     if isinstance(exc, ClientError):
         return _client_error(exc, dict(context))
-    found = _classify_exception(exc)
-    return ConnectorError(
+    return _classify_exception(exc).error(
         f"Storage failed: {type(exc).__name__}: {_clean(str(exc))}",
-        failure_type=found.failure_type,
-        failure_reason=found.failure_reason,
-        retryable=found.retryable,
         service=SERVICE,
         context={**context, "exception_type": type(exc).__name__},
     )

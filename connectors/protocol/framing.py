@@ -10,14 +10,13 @@ an NDJSON last line that lacks its newline and does not parse. One leading UTF-8
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sseclient import SSEClient
 
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, FailureReason, FailureType
 
 __all__ = [
     "BOM",
@@ -30,9 +29,9 @@ __all__ = [
     "split_lines",
 ]
 
+_NOT_JSON = Classification(FailureType.RESPONSE_ERROR, FailureReason.INVALID_RESPONSE_FORMAT)
+
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark
-_LF = re.compile(rb"\n")
-_ANY_EOL = re.compile(rb"\r\n|\r|\n")
 
 
 class _StreamEnd:
@@ -153,11 +152,8 @@ def _parse_json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        raise ConnectorError(
-            f"Stream sent {what} that is not JSON: {text[:200]!r}",
-            failure_type=FailureType.RESPONSE_ERROR,
-            failure_reason=FailureReason.INVALID_RESPONSE_FORMAT,
-            context={"frame": text},
+        raise _NOT_JSON.error(
+            f"Stream sent {what} that is not JSON: {text[:200]!r}", context={"frame": text}
         ) from None
 
 
@@ -169,24 +165,17 @@ def _is_json(text: bytes) -> bool:
     return True
 
 
-def split_lines(chunks: Iterable[bytes], *, cr: bool = False) -> Iterator[tuple[bytes, bool]]:
-    """Each line without its end, and whether the end arrived (only the last line can lack it).
+def split_lines(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Each line without its LF, and whether the LF arrived (only the last line can lack it).
 
-    Lines end at LF; with `cr` (SSE) also at CRLF or a lone CR. A final piece without an end is
-    yielded unless empty.
+    A CR is data here (NDJSON strips it with the other whitespace); SSE framing, where a lone CR
+    ends a line, is sseclient-py's. A final piece without an end is yielded unless empty.
     """
     # The pieces of an unfinished line are joined once it ends: re-splitting a growing buffer
     # would cost quadratic time on a long line (a base64 image) arriving in small reads.
-    eol = _ANY_EOL if cr else _LF
     pieces: list[bytes] = []
-    after_cr = False
     for chunk in chunks:
-        if not chunk:
-            continue
-        if after_cr and chunk.startswith(b"\n"):
-            chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous read
-        after_cr = cr and chunk.endswith(b"\r")
-        first, *rest = eol.split(chunk)
+        first, *rest = chunk.split(b"\n")
         pieces.append(first)
         if rest:
             yield b"".join(pieces), True

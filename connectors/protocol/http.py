@@ -23,7 +23,7 @@ from requests.auth import AuthBase
 
 from connectors.base import BaseConnector
 from connectors.classify import error_from_exception, error_from_status
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
 from connectors.redact import register_secret, truncate
 
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 CallObserver = Callable[[str, float], None]
 # A health probe answers in well under a second; a slow one is itself the answer.
 PROBE_READ_TIMEOUT = 10.0
+# A body that is not JSON is usually a proxy's error page: the next attempt may reach the API.
+_NOT_JSON = Classification(FailureType.RESPONSE_ERROR, FailureReason.INVALID_RESPONSE_FORMAT, True)
 _TAGS = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 
@@ -280,12 +282,9 @@ class HTTPConnector(BaseConnector):
         try:
             return response.json()
         except ValueError:
-            raise ConnectorError(
+            raise _NOT_JSON.error(
                 f"{self.service_type} returned a body that is not JSON "
                 f"(HTTP {response.status_code}, {response.headers.get('content-type')})",
-                failure_type=FailureType.RESPONSE_ERROR,
-                failure_reason=FailureReason.INVALID_RESPONSE_FORMAT,
-                retryable=True,  # a proxy's error page: the next attempt may reach the API
                 status_code=response.status_code,
                 service=self.service_type,
                 context={"response": {"status": response.status_code, "body": response.text}},

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import requests
 
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult, ProgressCallback, ServiceMetadata
 from connectors.protocol.http import HTTPConnector, HttpRequest
 
@@ -178,10 +178,9 @@ class PollingHTTPConnector(HTTPConnector):
         _report(progress, job, 15, "submitting", "Submitting job")
         service_job_id = self.extract_job_id(self.send(request), job)
         if not isinstance(service_job_id, str) or not service_job_id:
-            raise ConnectorError(
+            no_id = Classification(FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA)
+            raise no_id.error(
                 f"{self.service_type} accepted the job but returned no job id",
-                failure_type=FailureType.RESPONSE_ERROR,
-                failure_reason=FailureReason.MISSING_EXPECTED_DATA,
                 context={"request": request.summary(), "job_id": repr(service_job_id)},
             )
         run = _Run(service_job_id=service_job_id, started=started)
@@ -239,12 +238,11 @@ class PollingHTTPConnector(HTTPConnector):
         if status.error is not None:
             status.error.annotate(**run.context(elapsed))
             return status.error
-        return ConnectorError(
+        # The provider ran the job and said no; the same input fails again: not retryable.
+        failed = Classification(FailureType.SERVICE_ERROR, FailureReason.JOB_FAILED, False)
+        return failed.error(
             f"{self.service_type} job {run.service_job_id} failed: "
             f"{status.message or 'no reason given'}",
-            failure_type=FailureType.SERVICE_ERROR,
-            failure_reason=FailureReason.JOB_FAILED,
-            retryable=False,  # the provider ran the job and said no; the same input fails again
             context={**run.context(elapsed), "provider_status": status.raw},
         )
 
@@ -252,12 +250,9 @@ class PollingHTTPConnector(HTTPConnector):
         elapsed = self.poll_policy.clock() - run.started
         cancel = self._cancel(run, job)
         what = f"{run.polls} polls" if limit == "max_polls" else f"{elapsed:.0f}s"
-        return ConnectorError(
+        return Classification(FailureType.TIMEOUT, FailureReason.SERVICE_TIMEOUT, True).error(
             f"{self.service_type} job {run.service_job_id} still {run.last_status} "
             f"after {what} ({run.polls} polls, {run.poll_errors} failed)",
-            failure_type=FailureType.TIMEOUT,
-            failure_reason=FailureReason.SERVICE_TIMEOUT,
-            retryable=True,
             context={**run.context(elapsed), "limit": limit, **cancel},
         )
 

@@ -19,7 +19,7 @@ import requests
 import urllib3
 
 from connectors.classify import classify_message, classify_status, error_from_exception
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
 from connectors.protocol.framing import (
     STREAM_END,
@@ -30,6 +30,7 @@ from connectors.protocol.framing import (
     StreamDecoder,
 )
 from connectors.protocol.http import HTTPConnector, HttpRequest
+from connectors.rules import UNKNOWN
 
 __all__ = [  # the decoders are re-exported from framing: services import them from here
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -77,14 +78,11 @@ def stream_error(chunk: Any) -> ConnectorError | None:
     words = [message, *(str(fields[k]) for k in ("code", "status") if fields.get(k))]
     codes = [fields.get(k) for k in ("code", "status_code", "status")]  # Gemini: code 429
     status = next((c for c in codes if type(c) is int and 100 <= c <= 599), None)
-    ftype, reason = classify_message(" ".join(words), status=status)
-    if (ftype, reason) == (T.SYSTEM_ERROR, R.UNKNOWN_ERROR) and status is not None:
+    found = classify_message(" ".join(words), status=status)
+    if found == UNKNOWN and status is not None:
         found = classify_status(status)  # the text says nothing known: the status still does
-        ftype, reason = found.failure_type, found.failure_reason
-    return ConnectorError(
+    return found.error(
         f"Error in the middle of the stream: {message}",
-        failure_type=ftype,
-        failure_reason=reason,
         status_code=status,
         context={"stream_error": payload},
     )
@@ -116,20 +114,16 @@ class _Stream:
         for chunk in self.response.iter_content(READ_CHUNK_BYTES):
             self.size += len(chunk)
             if self.size > cap:
-                raise ConnectorError(
+                # The same request streams the same oversized answer: not retryable.
+                raise Classification(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT, False).error(
                     f"Streamed response passed the {cap}-byte cap",
-                    failure_type=T.RESPONSE_ERROR,
-                    failure_reason=R.INVALID_RESPONSE_FORMAT,
-                    retryable=False,  # the same request streams the same oversized answer
                     context={**self.context(), "max_response_bytes": cap},
                 )
             elapsed = self.clock() - self.started
             if deadline is not None and elapsed > deadline:
-                raise ConnectorError(
+                # A slow provider, not a wrong request: retryable.
+                raise Classification(T.TIMEOUT, R.SERVICE_TIMEOUT, True).error(
                     f"Stream still open after {elapsed:.0f}s, past its {deadline:g}s deadline",
-                    failure_type=T.TIMEOUT,
-                    failure_reason=R.SERVICE_TIMEOUT,
-                    retryable=True,  # a slow provider, not a wrong request
                     context={**self.context(), "deadline": deadline, "elapsed": elapsed},
                 )
             yield chunk
@@ -137,12 +131,8 @@ class _Stream:
     def ended_early(self, why: str) -> ConnectorError:
         # A cut connection looks like a clean end to the reader; the answer is incomplete and a
         # new attempt usually streams it whole, so this is a retryable network failure.
-        return ConnectorError(
-            f"Stream ended early ({why})",
-            failure_type=T.NETWORK_ERROR,
-            failure_reason=R.CONNECTION_FAILED,
-            retryable=True,
-            context=self.context(),
+        return Classification(T.NETWORK_ERROR, R.CONNECTION_FAILED, True).error(
+            f"Stream ended early ({why})", context=self.context()
         )
 
 

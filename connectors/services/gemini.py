@@ -23,7 +23,7 @@ from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
 from connectors.protocol.http import ApiKeyHeaderAuth, HTTPConnector, HttpRequest, Timeouts
 from connectors.services.gemini_errors import (
-    GeminiFailure,
+    Finding,
     check_response,
     classify_error_body,
     image_parts,
@@ -136,17 +136,10 @@ class GeminiConnector(HTTPConnector):
         found = classify_error_body(body)
         if found is None:
             return error
-        # RetryInfo first; a Retry-After header (from a proxy, say) is the fallback.
-        wait = found.retry_after if found.retry_after is not None else error.retry_after
-        return ConnectorError(
-            f"HTTP {response.status_code} from {self.service_type}: {found.message}",
-            failure_type=found.failure_type,
-            failure_reason=found.failure_reason,
-            retryable=found.retryable,
-            retry_after=wait if found.retryable else None,
-            status_code=response.status_code,
-            service=self.service_type,
-            context=error.context,
+        # RetryInfo (in the classification) wins; a Retry-After header (a proxy's) is the fallback.
+        verdict, text = found
+        return error.reclassified(
+            verdict, f"HTTP {response.status_code} from {self.service_type}: {text}"
         )
 
     def health_probe(self) -> bool:
@@ -160,16 +153,9 @@ class GeminiConnector(HTTPConnector):
     def _payload(self, job: JobData) -> GeminiTextPayload:
         return self.parse_payload(job, GeminiTextPayload)
 
-    def _failure(self, found: GeminiFailure, context: dict[str, Any]) -> ConnectorError:
-        return ConnectorError(
-            found.message,
-            failure_type=found.failure_type,
-            failure_reason=found.failure_reason,
-            retryable=found.retryable,
-            status_code=200,
-            service=self.service_type,
-            context=context,
-        )
+    def _failure(self, found: Finding, context: dict[str, Any]) -> ConnectorError:
+        verdict, message = found
+        return verdict.error(message, status_code=200, service=self.service_type, context=context)
 
     def _refusal_context(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):

@@ -4,7 +4,8 @@ Gemini reports errors as a google.rpc.Status, `{"error": {code, message, status,
 content blocks as HTTP 200: a blocked prompt has no `candidates` but a `promptFeedback.blockReason`,
 a blocked output a `finishReason`. `classify_error_body` refines the status-based classification
 (the connector calls it from `refine_error`); `check_response` vets a 200 reply (from
-`parse_response`). Both only decide; the connector builds the ConnectorError.
+`parse_response`). Both only decide, as a `Finding` (a Classification and a one-line description);
+the connector builds the ConnectorError.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
-from connectors.errors import FailureReason, FailureType
+from connectors.errors import Classification, FailureReason, FailureType
 
 __all__ = [
     "BLOCK_REASONS",
     "FINISH_REASONS",
     "RPC_STATUS",
-    "GeminiFailure",
+    "Finding",
     "check_response",
     "classify_error_body",
     "error_reasons",
@@ -35,54 +36,54 @@ R = FailureReason
 T = FailureType
 
 
-class GeminiFailure(NamedTuple):
-    """A decided Gemini failure: classification, a one-line description and any wait hint."""
-
-    failure_type: FailureType
-    failure_reason: FailureReason
-    retryable: bool
-    message: str
-    retry_after: float | None = None
-
+C = Classification
+# A decided Gemini failure: its classification (with any wait hint) and a one-line description.
+Finding = tuple[Classification, str]
 
 # google.rpc status -> classification when no detail says more.
-RPC_STATUS: dict[str, tuple[FailureType, FailureReason, bool]] = {
-    "INVALID_ARGUMENT": (T.VALIDATION_ERROR, R.INVALID_REQUEST, False),
-    "OUT_OF_RANGE": (T.VALIDATION_ERROR, R.INVALID_PAYLOAD, False),
+RPC_STATUS: dict[str, Classification] = {
+    "INVALID_ARGUMENT": C(T.VALIDATION_ERROR, R.INVALID_REQUEST, False),
+    "OUT_OF_RANGE": C(T.VALIDATION_ERROR, R.INVALID_PAYLOAD, False),
     # Gemini's "User location is not supported" and billing-required replies: no retry helps.
-    "FAILED_PRECONDITION": (T.VALIDATION_ERROR, R.UNSUPPORTED_OPERATION, False),
-    "UNAUTHENTICATED": (T.AUTH_ERROR, R.INVALID_API_KEY, False),
-    "PERMISSION_DENIED": (T.AUTH_ERROR, R.INSUFFICIENT_PERMISSIONS, False),
-    "NOT_FOUND": (T.VALIDATION_ERROR, R.MODEL_NOT_FOUND, False),
-    "RESOURCE_EXHAUSTED": (T.RATE_LIMIT, R.REQUESTS_PER_MINUTE, True),
-    "ABORTED": (T.SERVICE_ERROR, R.DEGRADED_PERFORMANCE, True),
-    "UNAVAILABLE": (T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
-    "INTERNAL": (T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
-    "UNKNOWN": (T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
-    "DEADLINE_EXCEEDED": (T.TIMEOUT, R.PROCESSING_TIMEOUT, True),
+    "FAILED_PRECONDITION": C(T.VALIDATION_ERROR, R.UNSUPPORTED_OPERATION, False),
+    "UNAUTHENTICATED": C(T.AUTH_ERROR, R.INVALID_API_KEY, False),
+    "PERMISSION_DENIED": C(T.AUTH_ERROR, R.INSUFFICIENT_PERMISSIONS, False),
+    "NOT_FOUND": C(T.VALIDATION_ERROR, R.MODEL_NOT_FOUND, False),
+    "RESOURCE_EXHAUSTED": C(T.RATE_LIMIT, R.REQUESTS_PER_MINUTE, True),
+    "ABORTED": C(T.SERVICE_ERROR, R.DEGRADED_PERFORMANCE, True),
+    "UNAVAILABLE": C(T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
+    "INTERNAL": C(T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
+    "UNKNOWN": C(T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
+    "DEADLINE_EXCEEDED": C(T.TIMEOUT, R.PROCESSING_TIMEOUT, True),
 }
 # ErrorInfo reasons that turn a 400 INVALID_ARGUMENT into an auth failure.
 _KEY_REASONS: dict[str, FailureReason] = {
     "API_KEY_INVALID": R.INVALID_API_KEY,
     "API_KEY_EXPIRED": R.EXPIRED_TOKEN,
 }
-_REFUSAL = T.GENERATION_REFUSAL
-_MISSING = (T.RESPONSE_ERROR, R.MISSING_EXPECTED_DATA, False)
-# finishReason -> (type, reason, retryable, what happened). Absent here: STOP, MAX_TOKENS and the
+_SAFETY = C(T.GENERATION_REFUSAL, R.SAFETY_FILTER, False)
+_PROHIBITED = C(T.GENERATION_REFUSAL, R.POLICY_VIOLATION, False)
+_RECITATION = C(T.GENERATION_REFUSAL, R.COPYRIGHT_BLOCKER, False)
+_MISSING = C(T.RESPONSE_ERROR, R.MISSING_EXPECTED_DATA, False)
+_MALFORMED = C(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT, False)
+# finishReason -> (classification, what happened). Absent here: STOP, MAX_TOKENS and the
 # tool-call reasons, which are judged by whether the candidate carries any content.
-FINISH_REASONS: dict[str, tuple[FailureType, FailureReason, bool, str]] = {
-    "SAFETY": (_REFUSAL, R.SAFETY_FILTER, False, "output blocked by a safety filter"),
-    "PROHIBITED_CONTENT": (_REFUSAL, R.POLICY_VIOLATION, False, "output is prohibited content"),
-    "BLOCKLIST": (_REFUSAL, R.POLICY_VIOLATION, False, "output contains blocklisted terms"),
-    "SPII": (_REFUSAL, R.PERSONAL_INFO, False, "output contains personal information"),
-    "RECITATION": (_REFUSAL, R.COPYRIGHT_BLOCKER, False, "output recites protected material"),
-    "IMAGE_SAFETY": (_REFUSAL, R.SAFETY_FILTER, False, "image blocked by a safety filter"),
-    "IMAGE_PROHIBITED_CONTENT": (_REFUSAL, R.POLICY_VIOLATION, False, "image is prohibited"),
-    "IMAGE_RECITATION": (_REFUSAL, R.COPYRIGHT_BLOCKER, False, "image recites protected work"),
-    "LANGUAGE": (T.VALIDATION_ERROR, R.UNSUPPORTED_OPERATION, False, "unsupported language"),
-    "NO_IMAGE": (*_MISSING, "the model produced no image"),
-    "IMAGE_OTHER": (*_MISSING, "image generation stopped for an unspecified reason"),
-    "OTHER": (*_MISSING, "generation stopped for an unspecified reason"),
+FINISH_REASONS: dict[str, Finding] = {
+    "SAFETY": (_SAFETY, "output blocked by a safety filter"),
+    "PROHIBITED_CONTENT": (_PROHIBITED, "output is prohibited content"),
+    "BLOCKLIST": (_PROHIBITED, "output contains blocklisted terms"),
+    "SPII": (
+        C(T.GENERATION_REFUSAL, R.PERSONAL_INFO, False),
+        "output contains personal information",
+    ),
+    "RECITATION": (_RECITATION, "output recites protected material"),
+    "IMAGE_SAFETY": (_SAFETY, "image blocked by a safety filter"),
+    "IMAGE_PROHIBITED_CONTENT": (_PROHIBITED, "image is prohibited"),
+    "IMAGE_RECITATION": (_RECITATION, "image recites protected work"),
+    "LANGUAGE": (C(T.VALIDATION_ERROR, R.UNSUPPORTED_OPERATION, False), "unsupported language"),
+    "NO_IMAGE": (_MISSING, "the model produced no image"),
+    "IMAGE_OTHER": (_MISSING, "image generation stopped for an unspecified reason"),
+    "OTHER": (_MISSING, "generation stopped for an unspecified reason"),
 }
 # promptFeedback.blockReason -> refusal reason (MODEL_ARMOR and JAILBREAK are Vertex names).
 BLOCK_REASONS: dict[str, FailureReason] = {
@@ -151,19 +152,19 @@ def _envelope(body: Any) -> Mapping[str, Any] | None:
     return error if isinstance(error, Mapping) else None
 
 
-def _exhausted(status: str, message: str, error: Mapping[str, Any]) -> GeminiFailure:
+def _exhausted(status: str, message: str, error: Mapping[str, Any]) -> Finding:
     quotas = quota_ids(error)
     daily = next((q for q in quotas if "perday" in q.lower()), None)
     if daily is not None:
         # Retrying inside the same day only burns attempts; RetryInfo here is not a promise.
         text = f"{status}: {message} (per-day quota {daily}; not retried before it resets)"
-        return GeminiFailure(T.RATE_LIMIT, R.DAILY_QUOTA_EXCEEDED, False, text)
+        return C(T.RATE_LIMIT, R.DAILY_QUOTA_EXCEEDED, False), text
     tokens = any("token" in q.lower() for q in quotas)
     reason = R.TOKENS_PER_MINUTE if tokens else R.REQUESTS_PER_MINUTE
-    return GeminiFailure(T.RATE_LIMIT, reason, True, f"{status}: {message}", retry_delay(error))
+    return C(T.RATE_LIMIT, reason, True, retry_delay(error)), f"{status}: {message}"
 
 
-def classify_error_body(body: Any) -> GeminiFailure | None:
+def classify_error_body(body: Any) -> Finding | None:
     """Classify a Gemini error body; None when it is not one (keep the status classification)."""
     error = _envelope(body)
     status = str(error.get("status") or "") if error else ""
@@ -179,9 +180,8 @@ def classify_error_body(body: Any) -> GeminiFailure | None:
         if key_reason is None and "api key not valid" in message.lower():
             key_reason = R.INVALID_API_KEY
         if key_reason is not None:
-            return GeminiFailure(T.AUTH_ERROR, key_reason, False, f"{status}: {message}")
-    ftype, reason, retryable = RPC_STATUS[status]
-    return GeminiFailure(ftype, reason, retryable, f"{status}: {message}")
+            return C(T.AUTH_ERROR, key_reason, False), f"{status}: {message}"
+    return RPC_STATUS[status], f"{status}: {message}"
 
 
 def _parts(candidate: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -201,39 +201,34 @@ def _has_text(candidate: Mapping[str, Any]) -> bool:
     return any(isinstance(p.get("text"), str) and not p.get("thought") for p in _parts(candidate))
 
 
-def _blocked(body: Mapping[str, Any]) -> GeminiFailure:
+def _blocked(body: Mapping[str, Any]) -> Finding:
     feedback = body.get("promptFeedback")
     block = str(feedback.get("blockReason") or "") if isinstance(feedback, Mapping) else ""
     if not block:
-        return GeminiFailure(*_MISSING, "Gemini returned no candidates and no block reason")
+        return _MISSING, "Gemini returned no candidates and no block reason"
     reason = BLOCK_REASONS.get(block, R.POLICY_VIOLATION)
-    return GeminiFailure(_REFUSAL, reason, False, f"Gemini blocked the prompt ({block})")
+    return C(T.GENERATION_REFUSAL, reason, False), f"Gemini blocked the prompt ({block})"
 
 
-def check_response(body: Any, *, image_required: bool) -> GeminiFailure | None:
+def check_response(body: Any, *, image_required: bool) -> Finding | None:
     """Why a 200 generateContent reply is a failure (refusal, no image, no content), or None."""
     if not isinstance(body, Mapping):
-        problem = f"expected a JSON object, got {type(body).__name__}"
-        return GeminiFailure(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT, False, problem)
+        return _MALFORMED, f"expected a JSON object, got {type(body).__name__}"
     candidates = body.get("candidates")
     if not isinstance(candidates, list) or not candidates:
         return _blocked(body)
     first = candidates[0]
     if not isinstance(first, Mapping):
-        return GeminiFailure(
-            T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT, False, "candidate is not an object"
-        )
+        return _MALFORMED, "candidate is not an object"
     finish = str(first.get("finishReason") or "")
     if finish in FINISH_REASONS:
-        ftype, reason, retryable, what = FINISH_REASONS[finish]
-        return GeminiFailure(ftype, reason, retryable, f"Gemini stopped ({finish}): {what}")
+        found, what = FINISH_REASONS[finish]
+        return found, f"Gemini stopped ({finish}): {what}"
     has_image = bool(image_parts(first))
     if image_required and not has_image:
-        return GeminiFailure(*_MISSING, f"Gemini returned no image (finishReason {finish or '-'})")
+        return _MISSING, f"Gemini returned no image (finishReason {finish or '-'})"
     if not has_image and not _has_text(first):
-        return GeminiFailure(
-            *_MISSING, f"Gemini returned no content (finishReason {finish or '-'})"
-        )
+        return _MISSING, f"Gemini returned no content (finishReason {finish or '-'})"
     return None
 
 

@@ -2,12 +2,13 @@
 
 Glif answers 200 OK even when the workflow fails, with the failure in an `error` field, so the
 body is checked for `error` before anything else. Env: GLIF_API_TOKEN (required), GLIF_BASE_URL,
-GLIF_TIMEOUT_SECONDS, GLIF_RETRY_ATTEMPTS, GLIF_MAX_CONCURRENT_JOBS, GLIF_HEALTH_CHECK_WORKFLOW_ID.
+GLIF_TIMEOUT_SECONDS, GLIF_HEALTH_CHECK_WORKFLOW_ID. GLIF_RETRY_ATTEMPTS and
+GLIF_MAX_CONCURRENT_JOBS belong to the service mapping (config/service-mapping.json): Celery
+retries, the pool sets concurrency.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar, Literal
 
 import requests
@@ -15,13 +16,27 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.assets import AssetSaver, LazyAssetSaver, RemoteUrl, SavedAsset
-from connectors.errors import ConnectorError, FailureReason, FailureType, require_secret
+from connectors.errors import (
+    Classification,
+    ConnectorError,
+    FailureReason,
+    FailureType,
+    require_secret,
+)
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
 from connectors.protocol.http import BearerAuth, HTTPConnector, HttpRequest, Timeouts
+from connectors.rules import Rule, classify_message, rx
 from connectors.services.glif_output import MEDIA_KINDS, glif_output
 
-__all__ = ["GlifConnector", "GlifPayload", "GlifSettings", "classify_glif_error"]
+__all__ = [
+    "GLIF_FALLBACK",
+    "GLIF_RULES",
+    "GlifConnector",
+    "GlifPayload",
+    "GlifSettings",
+    "classify_glif_error",
+]
 
 R = FailureReason
 T = FailureType
@@ -36,8 +51,6 @@ class GlifSettings(BaseSettings):
     api_token: SecretStr | None = None
     base_url: str = "https://simple-api.glif.app"
     timeout_seconds: float = Field(default=60.0, gt=0)
-    retry_attempts: int = Field(default=3, ge=0)
-    max_concurrent_jobs: int = Field(default=5, ge=1)
     health_check_workflow_id: str | None = None
 
 
@@ -76,59 +89,59 @@ class GlifPayload(BaseModel):
         raise ValueError("must be a list of strings or an object of string values")
 
 
-# The record's matrix, first match wins: (pattern, type, reason, retryable).
-_GLIF_ERRORS: tuple[tuple[str, FailureType, FailureReason, bool], ...] = (
-    (
-        # Not a bare "credit": "0 credits left this minute" is a rate limit, and must retry.
-        r"insufficient credits|not enough credits|out of credits|quota exceeded",
+# The record's matrix as rules for the shared engine, first match wins. The order matters: credits
+# before rate limits ("quota exceeded" is out of credits here), "not found" before the input rules,
+# refusal words before "not allowed".
+GLIF_RULES: tuple[Rule, ...] = (
+    # Not a bare "credit": "0 credits left this minute" is a rate limit, and must retry.
+    Rule(
         T.RESOURCE_LIMIT,
+        rx(r"insufficient credits|not enough credits|out of credits|quota exceeded"),
+        (),
         R.INSUFFICIENT_CREDITS,
-        False,
     ),
-    (
-        r"authenticat|unauthori[sz]ed|invalid token|api token|forbidden",
+    Rule(
         T.AUTH_ERROR,
+        rx(r"authenticat|unauthori[sz]ed|invalid token|api token|forbidden"),
+        (),
         R.INVALID_API_KEY,
-        False,
     ),
-    (
-        r"invalid workflow|workflow not found|glif not found|not found|does not exist",
+    Rule(
         T.VALIDATION_ERROR,
+        rx(r"invalid workflow|workflow not found|glif not found|not found|does not exist"),
+        (),
         R.INVALID_PAYLOAD,
-        False,
     ),
-    (
-        r"not enough inputs|missing input|required input",
+    Rule(
         T.VALIDATION_ERROR,
+        rx(r"not enough inputs|missing input|required input"),
+        (),
         R.MISSING_REQUIRED_FIELD,
-        False,
     ),
-    (r"invalid input|only string values", T.VALIDATION_ERROR, R.INVALID_PAYLOAD, False),
-    (r"rate limit|too many requests", T.RATE_LIMIT, R.REQUESTS_PER_MINUTE, True),
-    (r"timed? ?out|timeout", T.TIMEOUT, R.PROCESSING_TIMEOUT, True),
-    (
-        r"nsfw|content policy|safety|moderation|blocked",
+    Rule(T.VALIDATION_ERROR, rx(r"invalid input|only string values"), (), R.INVALID_PAYLOAD),
+    Rule(T.RATE_LIMIT, rx(r"rate limit|too many requests"), (), R.REQUESTS_PER_MINUTE),
+    Rule(T.TIMEOUT, rx(r"timed? ?out|timeout"), (), R.PROCESSING_TIMEOUT),
+    Rule(
         T.GENERATION_REFUSAL,
+        rx(r"nsfw|content policy|safety|moderation|blocked"),
+        (),
         R.POLICY_VIOLATION,
-        False,
     ),
-    (
-        r"banned|not allowed|not available via api",
+    Rule(
         T.VALIDATION_ERROR,
+        rx(r"banned|not allowed|not available via api"),
+        (),
         R.UNSUPPORTED_OPERATION,
-        False,
     ),
-    (r"network|connection", T.NETWORK_ERROR, R.CONNECTION_FAILED, True),
+    Rule(T.NETWORK_ERROR, rx(r"network|connection"), (), R.CONNECTION_FAILED),
 )
+# A workflow that failed for a reason the matrix does not name: the provider's fault, retried.
+GLIF_FALLBACK = Classification(T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE)
 
 
-def classify_glif_error(message: str) -> tuple[FailureType, FailureReason, bool]:
+def classify_glif_error(message: str) -> Classification:
     """Classify the text of a Glif `error` field (pure; the record's matrix)."""
-    text = message.lower()
-    for pattern, ftype, reason, retryable in _GLIF_ERRORS:
-        if re.search(pattern, text):
-            return ftype, reason, retryable
-    return T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True
+    return classify_message(message, rules=GLIF_RULES, fallback=GLIF_FALLBACK)
 
 
 def parse_price(value: Any) -> float | None:
@@ -226,12 +239,8 @@ class GlifConnector(HTTPConnector):
     def _workflow_error(
         self, message: str, payload: GlifPayload, body: dict[str, Any]
     ) -> ConnectorError:
-        ftype, reason, retryable = classify_glif_error(message)
-        return ConnectorError(
+        return classify_glif_error(message).error(
             f"Glif workflow {payload.workflow_id} failed: {message}",
-            failure_type=ftype,
-            failure_reason=reason,
-            retryable=retryable,
             status_code=200,
             service=self.service_type,
             context={
@@ -243,10 +252,8 @@ class GlifConnector(HTTPConnector):
         )
 
     def _bad_response(self, problem: str, body: Any) -> ConnectorError:
-        return ConnectorError(
+        return Classification(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT).error(
             f"Glif returned an unusable response: {problem}",
-            failure_type=T.RESPONSE_ERROR,
-            failure_reason=R.INVALID_RESPONSE_FORMAT,
             service=self.service_type,
             context={"raw_response": body},
         )
@@ -260,12 +267,8 @@ class GlifConnector(HTTPConnector):
         reply = self.json_body(self.send_probe(HttpRequest("POST", self.url(), json=body)))
         error = reply.get("error") if isinstance(reply, dict) else None
         if workflow and error:
-            ftype, reason, retryable = classify_glif_error(str(error))
-            raise ConnectorError(
+            raise classify_glif_error(str(error)).error(
                 f"Glif health-check workflow {workflow} failed: {error}",
-                failure_type=ftype,
-                failure_reason=reason,
-                retryable=retryable,
                 status_code=200,
                 service=self.service_type,
             )

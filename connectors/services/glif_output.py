@@ -7,9 +7,11 @@ import mimetypes
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 
 __all__ = ["CONTENT_TYPES", "MEDIA_KINDS", "glif_output", "guess_mime"]
+
+_MISSING = Classification(FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA)
 
 CONTENT_TYPES = ("image", "audio", "video", "text", "json", "html")
 MEDIA_KINDS = frozenset({"image", "audio", "video"})
@@ -30,9 +32,9 @@ _EXT_KIND = {
 
 
 def guess_mime(url: str, kind: str) -> str:
-    """MIME type from the URL's extension, else the usual one for the kind."""
+    """MIME type from the URL's extension, else the usual one for the media kind."""
     guessed, _ = mimetypes.guess_type(urlsplit(url).path)
-    return guessed or _DEFAULT_MIME.get(kind, "application/octet-stream")
+    return guessed or _DEFAULT_MIME[kind]
 
 
 def _infer_kind(output: Any) -> str:
@@ -45,20 +47,15 @@ def _infer_kind(output: Any) -> str:
 
 def _missing(kind: str, body: dict[str, Any], service: str) -> ConnectorError:
     what = f"a {kind} output but sent no URL for it" if kind else "success but sent no output"
-    return ConnectorError(
-        f"Glif reported {what}",
-        failure_type=FailureType.RESPONSE_ERROR,
-        failure_reason=FailureReason.MISSING_EXPECTED_DATA,
-        service=service,
-        context={"raw_response": body},
-    )
+    return _MISSING.error(f"Glif reported {what}", service=service, context={"raw_response": body})
 
 
 def glif_output(body: dict[str, Any], service: str = "glif") -> dict[str, Any]:
     """The `data` block: content_type plus the output as URL, text, parsed JSON or HTML."""
     full = body.get("outputFull") if isinstance(body.get("outputFull"), dict) else None
     output = body.get("output")
-    value = full.get("value", output) if full else output
+    # outputFull.value when given, else `output` (also when outputFull.value is null).
+    value = full.get("value") if full else None
     if value is None:
         value = output
     if value is None:
@@ -76,8 +73,8 @@ def glif_output(body: dict[str, Any], service: str = "glif") -> dict[str, Any]:
     if kind == "json":
         return {"content_type": "json", "json": _parse_json(value)}
     if kind == "html":
-        return {"content_type": "html", "html": "" if value is None else str(value)}
-    return {"content_type": "text", "text": "" if value is None else str(value)}
+        return {"content_type": "html", "html": str(value)}
+    return {"content_type": "text", "text": str(value)}
 
 
 def _parse_json(value: Any) -> Any:

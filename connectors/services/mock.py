@@ -14,17 +14,17 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from connectors.base import BaseConnector
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, FailureReason, FailureType
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
 
 __all__ = ["MockConnector", "MockPayload"]
 
-_FAILURES: dict[str, tuple[FailureType, FailureReason]] = {
-    "service_error": (FailureType.SERVICE_ERROR, FailureReason.SERVICE_UNAVAILABLE),
-    "validation_error": (FailureType.VALIDATION_ERROR, FailureReason.INVALID_PAYLOAD),
-    "rate_limit": (FailureType.RATE_LIMIT, FailureReason.REQUESTS_PER_MINUTE),
-    "timeout": (FailureType.TIMEOUT, FailureReason.PROCESSING_TIMEOUT),
+_FAILURES: dict[str, Classification] = {
+    "service_error": Classification(FailureType.SERVICE_ERROR, FailureReason.SERVICE_UNAVAILABLE),
+    "validation_error": Classification(FailureType.VALIDATION_ERROR, FailureReason.INVALID_PAYLOAD),
+    "rate_limit": Classification(FailureType.RATE_LIMIT, FailureReason.REQUESTS_PER_MINUTE),
+    "timeout": Classification(FailureType.TIMEOUT, FailureReason.PROCESSING_TIMEOUT),
 }
 
 
@@ -73,11 +73,8 @@ class MockConnector(BaseConnector):
                 )
             )
         if payload.should_fail:
-            ftype, reason = _FAILURES[payload.fail_kind]
-            raise ConnectorError(
+            raise _FAILURES[payload.fail_kind].error(
                 f"Mock failure requested ({payload.fail_kind})",
-                failure_type=ftype,
-                failure_reason=reason,
                 retry_after=payload.retry_after,
                 service=self.service_type,
             )

@@ -21,8 +21,14 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.assets.mime import mime_from_magic
-from connectors.classify import Classification, should_retry_header
-from connectors.errors import ConnectorError, FailureReason, FailureType, require_secret
+from connectors.classify import should_retry_header
+from connectors.errors import (
+    Classification,
+    ConnectorError,
+    FailureReason,
+    FailureType,
+    require_secret,
+)
 from connectors.health import HealthCheckCapabilities
 from connectors.protocol.http import BearerAuth, HTTPConnector, HttpRequest, Timeouts
 
@@ -143,13 +149,8 @@ def refusal_error(
     found = _SAFETY_ID.search(message)
     if found:
         extra["safety_request_id"] = found.group(0)
-    return ConnectorError(
-        f"OpenAI content policy refusal: {message}",
-        failure_type=T.GENERATION_REFUSAL,
-        failure_reason=reason,
-        retryable=False,
-        service=service,
-        context=extra,
+    return Classification(T.GENERATION_REFUSAL, reason, False).error(
+        f"OpenAI content policy refusal: {message}", service=service, context=extra
     )
 
 
@@ -229,22 +230,14 @@ def refine_openai_error(
     found = classify_openai_error(response.status_code, info)
     if found is None:
         return error  # status-only: `error_from_status` already applied `x-should-retry`
-    context = dict(error.context)
+    verdict = found._replace(retryable=_retryable(found, should_retry_header(response.headers)))
+    refined = error.reclassified(verdict)
     if found is _REFUSAL_CLASS:
         match = _SAFETY_ID.search(str(info.get("message") or ""))
         if match:
-            context["safety_request_id"] = match.group(0)
-    context["openai_error"] = {k: info.get(k) for k in ("type", "code", "param")}
-    return ConnectorError(
-        error.message,
-        failure_type=found.failure_type,
-        failure_reason=found.failure_reason,
-        retryable=_retryable(found, should_retry_header(response.headers)),
-        retry_after=error.retry_after,
-        status_code=error.status_code,
-        service=error.service,
-        context=context,
-    )
+            refined.annotate(safety_request_id=match.group(0))
+    refined.annotate(openai_error={k: info.get(k) for k in ("type", "code", "param")})
+    return refined
 
 
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{100,}")

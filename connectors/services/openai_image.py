@@ -15,7 +15,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from connectors.assets import AssetSaver, Base64Data, LazyAssetSaver
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, OutputFile, ServiceMetadata
 from connectors.protocol.http import HTTPConnector, HttpRequest
@@ -138,10 +138,10 @@ class OpenAIImageConnector(HTTPConnector):
         return images, files
 
     def _missing(self, problem: str, body: Any) -> ConnectorError:
-        return ConnectorError(
+        return Classification(
+            FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA
+        ).error(
             f"OpenAI Images reply unusable: {problem}",
-            failure_type=FailureType.RESPONSE_ERROR,
-            failure_reason=FailureReason.MISSING_EXPECTED_DATA,
             service=self.service_type,
             context={"raw_response": strip_base64(body)},
         )

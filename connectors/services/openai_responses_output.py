@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.classify import Classification
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.protocol.polling import PollStatus
 from connectors.services.openai_common import is_refusal, refusal_error, strip_base64
 
@@ -128,19 +127,6 @@ def _object(body: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _error(
-    message: str, found: Classification, service: str, context: dict[str, Any]
-) -> ConnectorError:
-    return ConnectorError(
-        message,
-        failure_type=found.failure_type,
-        failure_reason=found.failure_reason,
-        retryable=found.retryable,
-        service=service,
-        context=context,
-    )
-
-
 def failed_error(body: dict[str, Any], service: str) -> ConnectorError | None:
     """The classified error for a `failed` Response; None leaves it to the mode's job_failed."""
     info = _object(body, "error")
@@ -153,7 +139,9 @@ def failed_error(body: dict[str, Any], service: str) -> ConnectorError | None:
         context = {"code": code, "response_id": body.get("id")}
         return refusal_error(message, service=service, context=context, reason=found.failure_reason)
     context = {"code": code, "response_id": body.get("id")}
-    return _error(f"OpenAI response failed ({code}): {message}", found, service, context)
+    return found.error(
+        f"OpenAI response failed ({code}): {message}", service=service, context=context
+    )
 
 
 def incomplete_error(body: dict[str, Any], service: str) -> ConnectorError:
@@ -166,17 +154,15 @@ def incomplete_error(body: dict[str, Any], service: str) -> ConnectorError:
             "the output was stopped by the content filter", service=service, context=context
         )
     found = Classification(T.RESPONSE_ERROR, R.MISSING_EXPECTED_DATA, False)
-    return _error(f"OpenAI response incomplete ({reason})", found, service, context)
+    return found.error(f"OpenAI response incomplete ({reason})", service=service, context=context)
 
 
 def poll_status(body: Any, service: str) -> PollStatus:
     """One poll's reading of a Response body."""
     if not isinstance(body, dict):
-        raise _error(
+        raise Classification(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT, True).error(
             f"OpenAI returned a Response that is not an object: {type(body).__name__}",
-            Classification(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT, True),
-            service,
-            {},
+            service=service,
         )
     status = str(body.get("status") or "")
     raw = strip_base64(body)
@@ -192,11 +178,10 @@ def poll_status(body: Any, service: str) -> PollStatus:
         return PollStatus("failed", message=status, raw=raw, error=incomplete_error(body, service))
     if status == "cancelled":
         return PollStatus("failed", message="OpenAI Responses job was cancelled", raw=raw)
-    raise _error(
+    raise Classification(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT, False).error(
         f"OpenAI returned an unknown Response status {status!r}",
-        Classification(T.RESPONSE_ERROR, R.INVALID_RESPONSE_FORMAT, False),
-        service,
-        {"response": raw},
+        service=service,
+        context={"response": raw},
     )
 
 

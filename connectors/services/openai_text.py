@@ -169,14 +169,9 @@ class OpenAITextConnector(StreamingHTTPConnector[TextStream]):
         found = classify_openai_error(None, info)
         if found is None:
             return error
-        return ConnectorError(
-            error.message,
-            failure_type=found.failure_type,
-            failure_reason=found.failure_reason,
-            retryable=found.retryable,
-            service=self.service_type,
-            context=error.context,
-        )
+        refined = error.reclassified(found)
+        refined.attach_service(self.service_type)
+        return refined
 
     def is_complete(self, state: TextStream, job: JobData) -> bool:
         return state.finish_reason is not None

@@ -8,6 +8,8 @@ from email.utils import format_datetime
 
 import pytest
 import requests
+from billiard.exceptions import SoftTimeLimitExceeded as CelerySoftTimeLimit
+from billiard.exceptions import TimeLimitExceeded as CeleryTimeLimit
 
 from connectors.classify import (
     Classification,
@@ -35,7 +37,7 @@ def test_every_status_from_100_to_599_maps_to_a_classification() -> None:
         assert isinstance(found.failure_reason, FailureReason), status
         assert isinstance(found.retryable, bool), status
         if 500 <= status <= 599:
-            assert found == (T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True), status
+            assert found == Classification(T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True), status
 
 
 @pytest.mark.parametrize(
@@ -50,23 +52,40 @@ def test_every_status_from_100_to_599_maps_to_a_classification() -> None:
         (409, T.SERVICE_ERROR, R.DEGRADED_PERFORMANCE, True),
         (413, T.VALIDATION_ERROR, R.INVALID_PAYLOAD, False),
         (422, T.VALIDATION_ERROR, R.INVALID_PAYLOAD, False),
+        (425, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, True),
         (429, T.RATE_LIMIT, R.REQUESTS_PER_MINUTE, True),
         (500, T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
         (502, T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
         (503, T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
         (504, T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
         (599, T.SERVICE_ERROR, R.SERVICE_UNAVAILABLE, True),
-        (100, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, True),
-        (302, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, True),
-        (405, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, True),
-        (418, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, True),
-        (451, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, True),
+        (100, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, False),
+        (302, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, False),
+        (405, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, False),
+        (418, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, False),
+        (451, T.SYSTEM_ERROR, R.UNKNOWN_ERROR, False),
     ],
 )
 def test_status_table_row(
     status: int, ftype: FailureType, reason: FailureReason, retryable: bool
 ) -> None:
     assert classify_status(status) == Classification(ftype, reason, retryable)
+
+
+@pytest.mark.parametrize("status", [301, 302, 304, 307, 405, 406, 410, 411, 415, 418, 421, 451])
+def test_an_unnamed_status_is_not_retried(status: int) -> None:
+    # The same request gets the same answer: retrying a permanent client error only pays again.
+    assert classify_status(status).retryable is False
+    assert error_from_status(status, message="m").retryable is False
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503, 504, 599])
+def test_only_transient_statuses_are_retried(status: int) -> None:
+    assert classify_status(status).retryable is True
+
+
+def test_x_should_retry_true_still_revives_an_unnamed_status() -> None:
+    assert error_from_status(410, message="m", headers={"x-should-retry": "true"}).retryable
 
 
 # --- parse_retry_after --------------------------------------------------------------------------
@@ -242,7 +261,7 @@ REFUSED_MESSAGE = (
             R.INVALID_RESPONSE_FORMAT,
             False,
         ),
-        (SoftTimeLimitExceeded(), T.TIMEOUT, R.JOB_TIMEOUT, True),
+        (CelerySoftTimeLimit(), T.TIMEOUT, R.JOB_TIMEOUT, False),
         (ConnectionResetError("peer reset"), T.NETWORK_ERROR, R.CONNECTION_FAILED, True),
         (TimeoutError("timed out"), T.TIMEOUT, R.NETWORK_TIMEOUT, True),
         # our own bugs: not the provider's verdict, and the same payload would hit them again
@@ -268,8 +287,16 @@ def test_error_from_exception_table(
 
 def test_soft_time_limit_is_matched_by_class_name_without_celery() -> None:
     error = error_from_exception(SoftTimeLimitExceeded())
-    assert error.failure_type is T.TIMEOUT
+    assert (error.failure_type, error.retryable) == (T.TIMEOUT, False)
     assert "SoftTimeLimitExceeded" in str(error)
+
+
+@pytest.mark.parametrize("exc", [CelerySoftTimeLimit("soft"), CeleryTimeLimit(62.0)])
+def test_a_celery_time_limit_is_a_timeout_that_is_not_retried(exc: BaseException) -> None:
+    # The job used up its own time limit: a re-run would take as long and be paid again.
+    error = error_from_exception(exc, "glif")
+    assert (error.failure_type, error.failure_reason) == (T.TIMEOUT, R.JOB_TIMEOUT)
+    assert error.retryable is False
 
 
 def test_arbitrary_exception_falls_back_to_its_message() -> None:

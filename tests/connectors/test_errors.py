@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 
+from connectors import taxonomy
 from connectors.errors import (
     DEFAULT_RETRYABLE,
     REASON_TYPES,
+    Classification,
     ConnectorError,
     FailureReason,
     FailureType,
@@ -357,13 +362,98 @@ def test_configuration_error_names_the_variable_and_is_permanent() -> None:
     assert error.context["variables"] == ["GLIF_API_TOKEN"]
 
 
-def test_from_exception_is_available_on_the_class() -> None:
-    error = ConnectorError.from_exception(ConnectionResetError("peer reset"), "glif")
-    assert error.failure_type is FailureType.NETWORK_ERROR
-    assert error.service == "glif"
+# --- Classification: the one builder and the one reclassification -------------------------------
+
+T = FailureType
+R = FailureReason
 
 
-def test_from_exception_keeps_an_existing_connector_error() -> None:
+def _imports(module: str) -> set[str]:
+    """The `connectors.*` modules a module imports, anywhere in its source (lazy ones too)."""
+    spec = importlib.util.find_spec(module)
+    assert spec is not None
+    assert spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text())
+    found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    return {name for name in found if name.startswith("connectors.")}
+
+
+def test_the_error_type_does_not_depend_on_the_classifier() -> None:
+    seen, todo = set(), ["connectors.errors"]
+    while todo:
+        module = todo.pop()
+        seen.add(module)
+        todo.extend(_imports(module) - seen)
+    assert seen == {"connectors.errors", "connectors.redact", "connectors.taxonomy"}
+
+
+def test_the_taxonomy_is_re_exported_from_errors() -> None:
+    assert FailureType is taxonomy.FailureType
+    assert FailureReason is taxonomy.FailureReason
+    assert REASON_TYPES is taxonomy.REASON_TYPES
+    assert DEFAULT_RETRYABLE is taxonomy.DEFAULT_RETRYABLE
+
+
+@pytest.mark.parametrize(
+    ("ftype", "reason", "retryable"),
+    [
+        (T.RATE_LIMIT, R.REQUESTS_PER_MINUTE, True),
+        (T.AUTH_ERROR, R.INVALID_API_KEY, False),
+        (T.SYSTEM_ERROR, R.CONFIG_ERROR, False),  # the reason's own default
+        (T.SYSTEM_ERROR, R.UNKNOWN_ERROR, True),
+    ],
+)
+def test_a_classification_defaults_retryable_like_an_error(
+    ftype: FailureType, reason: FailureReason, retryable: bool
+) -> None:
+    found = Classification(ftype, reason)
+    assert found.retryable is retryable
+    assert ConnectorError("x", failure_type=ftype, failure_reason=reason).retryable is retryable
+
+
+def test_a_classification_accepts_the_string_values() -> None:
+    assert Classification("timeout", "job_timeout") == Classification(T.TIMEOUT, R.JOB_TIMEOUT)
+    assert Classification(T.TIMEOUT, R.JOB_TIMEOUT, False).retryable is False
+
+
+def test_error_builds_a_connector_error_with_every_field() -> None:
+    found = Classification(T.RATE_LIMIT, R.TOKENS_PER_MINUTE, retry_after=3.0)
+    error = found.error("slow", status_code=429, service="openai", context={"k": "v"})
+    assert error.classification == found
+    assert (error.message, error.status_code, error.service) == ("slow", 429, "openai")
+    assert error.context == {"k": "v"}
+    assert found.error("slow", retry_after=9.0).retry_after == 9.0  # given here: it wins
+
+
+def test_an_error_built_from_a_classification_round_trips() -> None:
+    error = Classification(T.AUTH_ERROR, R.EXPIRED_TOKEN).error("expired", service="gemini")
+    assert ConnectorError.from_dict(json.loads(json.dumps(error.to_dict()))).to_dict() == (
+        error.to_dict()
+    )
+    assert pickle.loads(pickle.dumps(error)).to_dict() == error.to_dict()
+    assert pickle.loads(pickle.dumps(error.classification)) == error.classification
+
+
+def test_reclassified_keeps_status_service_and_context() -> None:
     original = _sample()
-    assert ConnectorError.from_exception(original, "other") is original
-    assert original.service == "glif"
+    found = Classification(T.RESOURCE_LIMIT, R.INSUFFICIENT_CREDITS, False)
+    error = original.reclassified(found, "out of credits")
+    assert error is not original
+    assert error.classification == found  # not retryable: the old wait is dropped
+    assert (error.status_code, error.service, error.context) == (
+        original.status_code,
+        original.service,
+        original.context,
+    )
+    assert error.message == "out of credits"
+    assert original.failure_reason is R.REQUESTS_PER_MINUTE  # the original is untouched
+
+
+def test_reclassified_keeps_the_message_and_prefers_the_new_wait() -> None:
+    original = _sample()
+    assert original.reclassified(Classification(T.RATE_LIMIT, R.TOKENS_PER_MINUTE)).retry_after == (
+        original.retry_after
+    )
+    hinted = original.reclassified(Classification(T.RATE_LIMIT, R.TOKENS_PER_MINUTE, True, 34.0))
+    assert (hinted.message, hinted.retry_after) == (original.message, 34.0)

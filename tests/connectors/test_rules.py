@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.errors import REASON_TYPES, FailureReason, FailureType
-from connectors.rules import RULES, classify_message
+from connectors.errors import REASON_TYPES, Classification, FailureReason, FailureType
+from connectors.rules import RULES, Rule, classify_message, rx
 
 R = FailureReason
 T = FailureType
@@ -100,7 +100,7 @@ MESSAGES: list[tuple[str, FailureType, FailureReason]] = [
 
 @pytest.mark.parametrize(("message", "ftype", "reason"), MESSAGES, ids=[m[0] for m in MESSAGES])
 def test_message_rule(message: str, ftype: FailureType, reason: FailureReason) -> None:
-    assert classify_message(message) == (ftype, reason)
+    assert classify_message(message) == Classification(ftype, reason)
 
 
 def test_table_covers_every_rule_category() -> None:
@@ -119,7 +119,9 @@ def test_every_rule_outcome_is_a_consistent_type_and_reason() -> None:
 
 
 def test_matching_ignores_case() -> None:
-    assert classify_message("RATE LIMIT EXCEEDED") == (T.RATE_LIMIT, R.REQUESTS_PER_MINUTE)
+    assert classify_message("RATE LIMIT EXCEEDED") == Classification(
+        T.RATE_LIMIT, R.REQUESTS_PER_MINUTE
+    )
 
 
 # --- the original's quirks, fixed ---------------------------------------------------------------
@@ -127,34 +129,40 @@ def test_matching_ignores_case() -> None:
 
 def test_job_timeout_after_30_minutes_is_a_timeout_not_a_network_error() -> None:
     # The original tested "timeout" inside its network rule, so this became network_timeout.
-    assert classify_message("Job timeout after 30 minutes") == (T.TIMEOUT, R.JOB_TIMEOUT)
+    assert classify_message("Job timeout after 30 minutes") == Classification(
+        T.TIMEOUT, R.JOB_TIMEOUT
+    )
 
 
 def test_max_tokens_exceeded_is_not_an_auth_error() -> None:
     # The original treated any "token" as auth and said expired_token.
-    ftype, _ = classify_message("max tokens exceeded")
+    ftype = classify_message("max tokens exceeded").failure_type
     assert ftype is not T.AUTH_ERROR
-    assert classify_message("max tokens exceeded") == (T.VALIDATION_ERROR, R.INVALID_PAYLOAD)
+    assert classify_message("max tokens exceeded") == Classification(
+        T.VALIDATION_ERROR, R.INVALID_PAYLOAD
+    )
 
 
 def test_connection_timed_out_is_a_timeout() -> None:
-    assert classify_message("connection timed out") == (T.TIMEOUT, R.NETWORK_TIMEOUT)
+    assert classify_message("connection timed out") == Classification(T.TIMEOUT, R.NETWORK_TIMEOUT)
 
 
 def test_connection_refused_is_a_network_error_not_a_refusal() -> None:
-    assert classify_message("Connection refused") == (T.NETWORK_ERROR, R.CONNECTION_FAILED)
-    assert classify_message("[Errno 111] Connection refused") == (
+    assert classify_message("Connection refused") == Classification(
+        T.NETWORK_ERROR, R.CONNECTION_FAILED
+    )
+    assert classify_message("[Errno 111] Connection refused") == Classification(
         T.NETWORK_ERROR,
         R.CONNECTION_FAILED,
     )
-    assert classify_message("connect ECONNREFUSED 127.0.0.1:8188") == (
+    assert classify_message("connect ECONNREFUSED 127.0.0.1:8188") == Classification(
         T.NETWORK_ERROR,
         R.CONNECTION_FAILED,
     )
 
 
 def test_a_refused_prompt_is_still_a_refusal() -> None:
-    assert classify_message("The model refused to draw this") == (
+    assert classify_message("The model refused to draw this") == Classification(
         T.GENERATION_REFUSAL,
         R.POLICY_VIOLATION,
     )
@@ -181,11 +189,11 @@ def test_token_usage_words_are_not_credentials() -> None:
 def test_status_selects_a_category_for_an_opaque_message(
     status: int | None, ftype: FailureType, reason: FailureReason
 ) -> None:
-    assert classify_message("oops", status=status) == (ftype, reason)
+    assert classify_message("oops", status=status) == Classification(ftype, reason)
 
 
 def test_status_403_forces_insufficient_permissions_within_auth() -> None:
-    assert classify_message("Invalid API key", status=403) == (
+    assert classify_message("Invalid API key", status=403) == Classification(
         T.AUTH_ERROR,
         R.INSUFFICIENT_PERMISSIONS,
     )
@@ -205,3 +213,21 @@ def test_rate_limit_and_billing_phrases_win_over_refusal_words(
     message: str, failure_type: FailureType
 ) -> None:
     assert classify_message(message)[0] is failure_type
+
+
+# --- the engine, for any rule table -------------------------------------------------------------
+
+
+def test_a_status_reason_settles_the_reason_within_its_category() -> None:
+    auth = next(rule for rule in RULES if rule.failure_type is T.AUTH_ERROR)
+    assert auth.reason("invalid api key", 403) is R.INSUFFICIENT_PERMISSIONS
+    assert auth.reason("invalid api key", 401) is R.INVALID_API_KEY
+
+
+def test_a_provider_table_and_fallback_run_on_the_same_engine() -> None:
+    rules = (Rule(T.RATE_LIMIT, rx(r"slow down"), (), R.CONCURRENT_REQUESTS),)
+    fallback = Classification(T.SERVICE_ERROR, R.JOB_FAILED, retryable=False)
+    assert classify_message("Slow down!", rules=rules, fallback=fallback) == Classification(
+        T.RATE_LIMIT, R.CONCURRENT_REQUESTS, True
+    )
+    assert classify_message("Connection refused", rules=rules, fallback=fallback) == fallback

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from connectors.errors import ConnectorError
+from connectors.services.glif import GlifSettings
 from emp_tasks.config import (
-    load_env_mapping,
     load_services,
     missing_env,
     resolve_service,
@@ -66,12 +66,12 @@ def test_mapping_with_a_bare_variable_refuses_to_load_without_it(tmp_path: Path)
     assert load_services(path, env={"QUEUE_NAME": "q"})["x"].queue == "q"
 
 
-def test_env_mapping_expands_the_glif_record_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_glif_connector_settings_default_to_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The connector's own settings hold these defaults; the service mapping holds the rest.
     for name in ("GLIF_BASE_URL", "GLIF_TIMEOUT_SECONDS"):
         monkeypatch.delenv(name, raising=False)
-    env = load_env_mapping("glif")
-    assert env["GLIF_BASE_URL"] == "https://simple-api.glif.app"
-    assert env["GLIF_TIMEOUT_SECONDS"] == "60"
+    settings = GlifSettings()
+    assert (settings.base_url, settings.timeout_seconds) == ("https://simple-api.glif.app", 60.0)
 
 
 def test_missing_env_names_unset_and_empty_required_variables() -> None:

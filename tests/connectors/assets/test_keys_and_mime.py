@@ -1,4 +1,4 @@
-"""Pure decisions: key naming, sanitising, ctx overrides, MIME and extension, settings."""
+"""Pure decisions: key naming, sanitising, MIME and extension, settings."""
 
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ from connectors.assets import (
     resolve_mime,
     saver_from_env,
 )
-from connectors.assets.base import sanitize_prefix, sanitize_segment, storage_overrides
+from connectors.assets.base import sanitize_prefix, sanitize_segment
 from connectors.assets.mime import mime_from_name, output_kind
 from connectors.assets.staging import stage_base64
-from connectors.errors import ConnectorError, FailureReason, FailureType
-from connectors.models import JobData
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 
 SHA = "0123456789abcdef" * 4
 
@@ -71,63 +70,6 @@ def test_job_ids_cannot_inject_path_segments(job_id: str, expected: str) -> None
 )
 def test_prefixes_drop_traversal_segments(prefix: str, expected: str) -> None:
     assert sanitize_prefix(prefix) == expected
-
-
-def _job(ctx: dict[str, Any] | None) -> JobData:
-    return JobData(id="j", type="t", ctx=ctx)
-
-
-@pytest.mark.parametrize(
-    ("ctx", "bucket", "prefix", "cdn"),
-    [
-        (None, None, None, None),
-        (
-            {"bucket": "flat-bucket", "prefix": "flat/", "cdnUrl": "cdn.flat"},
-            "flat-bucket",
-            "flat/",
-            "cdn.flat",
-        ),
-        (
-            {"storage": {"bucket": "nested-bucket", "prefix": "nested", "cdnUrl": "cdn.nested"}},
-            "nested-bucket",
-            "nested",
-            "cdn.nested",
-        ),
-        # The original's precedence: storage.bucket over bucket, prefix over storage.prefix.
-        (
-            {
-                "bucket": "flat-bucket",
-                "prefix": "flat",
-                "storage": {"bucket": "inner-bucket", "prefix": "inner"},
-            },
-            "inner-bucket",
-            "flat",
-            None,
-        ),
-    ],
-)
-def test_ctx_overrides_use_the_original_names(
-    ctx: dict[str, Any] | None, bucket: str | None, prefix: str | None, cdn: str | None
-) -> None:
-    found = storage_overrides(_job(ctx))
-    assert (found.bucket, found.prefix, found.cdn_url) == (bucket, prefix, cdn)
-
-
-@pytest.mark.parametrize(
-    "ctx",
-    [
-        {"bucket": 42},
-        {"storage": "s3"},
-        {"bucket": "a"},
-        {"bucket": "has/slash"},
-        {"prefix": ["x"]},
-    ],
-)
-def test_bad_ctx_overrides_are_validation_errors(ctx: dict[str, Any]) -> None:
-    with pytest.raises(ConnectorError) as caught:
-        storage_overrides(_job(ctx))
-    assert caught.value.failure_type is FailureType.VALIDATION_ERROR
-    assert caught.value.retryable is False
 
 
 @pytest.mark.parametrize(
@@ -278,7 +220,7 @@ def test_saved_asset_becomes_an_output_file(mime: str, kind: str) -> None:
 def test_storage_codes_are_classified(
     code: str, status: int, ftype: FailureType, reason: FailureReason, retryable: bool
 ) -> None:
-    assert tuple(classify_storage_code(code, status)) == (ftype, reason, retryable)
+    assert classify_storage_code(code, status) == Classification(ftype, reason, retryable)
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,12 @@ def test_ctx_prefix_is_used_but_cannot_escape_the_folder(tmp_path: Path) -> None
     assert _files(tmp_path) == [f"assets/{saved.key}"]
 
 
+def test_saver_names_keys_with_the_jobs_storage_prefix_over_the_flat_one(tmp_path: Path) -> None:
+    ctx = {"prefix": "flat", "storage": {"prefix": "nested/run-1"}}
+    saved = LocalAssetSaver(tmp_path).save(PNG, job=JobData(id="j-1", type="glif", ctx=ctx))
+    assert saved.key.startswith("nested/run-1/j-1_")
+
+
 def test_configured_prefix_applies_when_ctx_gives_none(tmp_path: Path, job: JobData) -> None:
     saved = LocalAssetSaver(tmp_path, prefix="renders/2024").save(PNG, job=job)
     assert saved.key.startswith("renders/2024/job-123_")

@@ -18,7 +18,7 @@ from connectors.assets import (
     ExpectedKind,
     SavedAsset,
 )
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobResult
 from connectors.services.gemini import (
     GeminiConnector,
@@ -537,7 +537,8 @@ ERROR_TABLE = [  # (id, reply, "type/reason", retryable, retry_after)
      "service_error/service_unavailable", True, None),
     ("not_an_envelope", json_reply({"detail": "nope"}, 400), "validation_error/invalid_request",
      False, None),
-    ("unknown_rpc_status", rpc(418, "TEAPOT"), "system_error/unknown_error", True, None),
+    # An unnamed 4xx answers the request itself: the same request gets it again (not retried).
+    ("unknown_rpc_status", rpc(418, "TEAPOT"), "system_error/unknown_error", False, None),
 ]  # fmt: skip
 
 
@@ -750,7 +751,7 @@ def test_classify_error_body_leaves_non_gemini_bodies_to_the_status(body: Any) -
 def test_classify_error_body_reads_a_stream_error_wrapped_in_an_array() -> None:
     found = classify_error_body([{"error": {"code": 503, "status": "UNAVAILABLE"}}])
     assert found is not None
-    assert found.failure_reason is R.SERVICE_UNAVAILABLE
+    assert found[0].failure_reason is R.SERVICE_UNAVAILABLE
 
 
 def test_an_expired_key_is_an_expired_token_auth_error() -> None:
@@ -758,7 +759,7 @@ def test_an_expired_key_is_an_expired_token_auth_error() -> None:
     body = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "details": [info]}}
     found = classify_error_body(body)
     assert found is not None
-    assert (found.failure_type, found.failure_reason) == (T.AUTH_ERROR, R.EXPIRED_TOKEN)
+    assert found[0] == Classification(T.AUTH_ERROR, R.EXPIRED_TOKEN, False)
 
 
 @pytest.mark.parametrize(
@@ -786,7 +787,7 @@ def test_check_response_table(
     body: dict[str, Any], image_required: bool, reason: FailureReason | None
 ) -> None:
     found = check_response(body, image_required=image_required)
-    assert (found.failure_reason if found else None) == reason
+    assert (found[0].failure_reason if found else None) == reason
 
 
 def test_strip_inline_data_keeps_everything_but_the_bytes() -> None:

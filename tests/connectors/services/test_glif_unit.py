@@ -12,11 +12,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from connectors.errors import ConnectorError, FailureReason, FailureType
+from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobResult
 from connectors.redact import MAX_CONTEXT_CHARS
+from connectors.rules import Rule, classify_message
 from connectors.services.glif import (
     ATTRIBUTION,
+    GLIF_FALLBACK,
+    GLIF_RULES,
     GlifConnector,
     GlifPayload,
     GlifSettings,
@@ -262,6 +265,17 @@ def test_settings_repr_hides_the_token() -> None:
     assert TOKEN not in repr(GlifSettings(api_token=TOKEN))
 
 
+def test_retry_and_concurrency_variables_are_the_service_mappings_not_the_connectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Celery retries and the pool sets concurrency (config/service-mapping.json reads these);
+    # the connector neither keeps nor second-guesses them.
+    monkeypatch.setenv("GLIF_RETRY_ATTEMPTS", "-1")
+    monkeypatch.setenv("GLIF_MAX_CONCURRENT_JOBS", "0")
+    settings = GlifSettings(api_token=TOKEN)
+    assert {"retry_attempts", "max_concurrent_jobs"}.isdisjoint(type(settings).model_fields)
+
+
 # --- request shape ------------------------------------------------------------------------------
 
 
@@ -350,11 +364,31 @@ def test_one_request_per_job_even_on_failure() -> None:
 def test_classify_glif_error_matrix(
     message: str, ftype: FailureType, reason: FailureReason, retryable: bool
 ) -> None:
-    assert classify_glif_error(message) == (ftype, reason, retryable)
+    assert classify_glif_error(message) == Classification(ftype, reason, retryable)
 
 
 def test_matrix_is_case_insensitive() -> None:
     assert classify_glif_error("RATE LIMIT EXCEEDED")[0] is T.RATE_LIMIT
+
+
+def test_the_matrix_is_rules_for_the_shared_engine() -> None:
+    assert all(isinstance(rule, Rule) for rule in GLIF_RULES)
+    message = "Workflow not found"
+    found = classify_message(message, rules=GLIF_RULES, fallback=GLIF_FALLBACK)
+    assert found == classify_glif_error(message)
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        # Glif's own order, where the generic rules would decide otherwise:
+        ("Quota exceeded", R.INSUFFICIENT_CREDITS),  # generic: a rate limit
+        ("Workflow not found: missing input 'x'", R.INVALID_PAYLOAD),  # not missing_required
+        ("Request blocked: not allowed", R.POLICY_VIOLATION),  # refusal before unsupported
+    ],
+)
+def test_the_matrix_keeps_its_own_order(message: str, reason: FailureReason) -> None:
+    assert classify_glif_error(message).failure_reason is reason
 
 
 @pytest.mark.parametrize(
