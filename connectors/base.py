@@ -13,9 +13,9 @@ import abc
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar, final
+from typing import Any, ClassVar, Generic, TypeVar, final
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from connectors.classify import error_from_exception
 from connectors.errors import (
@@ -29,11 +29,12 @@ from connectors.health import HealthCheckCapabilities, HealthCheckClass, HealthR
 from connectors.models import JobData, JobResult, ProgressCallback, no_progress
 from connectors.rules import classify_message
 
-__all__ = ["BaseConnector", "payload_error"]
+__all__ = ["AnyPayload", "BaseConnector", "P", "payload_error"]
 
 log = logging.getLogger(__name__)
 
-PayloadT = TypeVar("PayloadT", bound=BaseModel)
+# The payload model a connector (and its mode) is generic in.
+P = TypeVar("P", bound=BaseModel)
 # Final methods and the hook a subclass implements instead.
 _FINAL = {
     "process_job": "process_job_impl",
@@ -47,23 +48,28 @@ def payload_error(exc: ValidationError, *, service: str | None) -> ConnectorErro
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "payload"
     problem = "field required" if first["type"] == "missing" else first["msg"]
-    error = validation_error(field, problem, service=service)
-    error.context["errors"] = [
+    errors = [
         {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
     ]
-    error.attach_service(service or "")
-    return error
+    return validation_error(field, problem, service=service, context={"errors": errors})
 
 
-class BaseConnector(abc.ABC):
-    """Base of every connector: final `process_job` and health checks."""
+class AnyPayload(BaseModel):
+    """The payload of a connector that declares no schema: any JSON object, kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class BaseConnector(abc.ABC, Generic[P]):
+    """Base of every connector, generic in its payload model: final `process_job`, health."""
 
     service_type: ClassVar[str] = "base"
     version: ClassVar[str] = "1.0.0"
     health_check_class: ClassVar[HealthCheckClass] = HealthCheckClass.STANDARD
     capabilities: ClassVar[HealthCheckCapabilities] = HealthCheckCapabilities()
     # The pydantic model a payload must satisfy; checked at submit and again in the worker.
-    payload_model: ClassVar[type[BaseModel] | None] = None
+    # Not a ClassVar only because a ClassVar cannot name the type variable.
+    payload_model: type[P] = AnyPayload  # type: ignore[assignment]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -79,34 +85,35 @@ class BaseConnector(abc.ABC):
         self._clock = clock
 
     @classmethod
-    def validate_payload(cls, payload: object) -> BaseModel | None:
+    def validate_payload(cls, payload: object) -> P:
         """Check a payload without calling anyone; raise a validation_error naming the field."""
         if not isinstance(payload, Mapping):
             raise validation_error("payload", "must be a JSON object", service=cls.service_type)
-        if cls.payload_model is None:
-            return None
         try:
             return cls.payload_model.model_validate(dict(payload))
         except ValidationError as exc:
             raise payload_error(exc, service=cls.service_type) from None
 
-    def parse_payload(self, job: JobData, model: type[PayloadT]) -> PayloadT:
-        """The job's payload validated as this connector's `payload_model` (which is `model`)."""
-        payload = self.validate_payload(job.payload)
-        if not isinstance(payload, model):
-            raise TypeError(f"{type(self).__name__}.payload_model is not {model.__name__}")
-        return payload
+    def job_payload(self, job: JobData) -> P:
+        """The job's validated payload: the one the worker attached, else `job.payload` checked."""
+        given = job.validated
+        if isinstance(given, self.payload_model):
+            return given
+        return self.validate_payload(job.payload)
 
     @final
     def process_job(self, job: JobData, progress: ProgressCallback | None = None) -> JobResult:
         """Run a job: a successful JobResult, or a raised ConnectorError. Never a failed result."""
         started = self._clock()
         try:
-            result = self.process_job_impl(job, progress or no_progress)
+            payload = self.job_payload(job)  # a library user may pass a raw dict: checked here
+            result = self.process_job_impl(job, payload, progress or no_progress)
             self._check_result(result)
         except ConnectorError as exc:
-            exc.attach_service(exc.service or self.service_type)
-            raise
+            if exc.service:
+                raise
+            # Raised by a mode or hook that did not name the service: a copy that does.
+            raise exc.with_context(service=self.service_type) from exc.__cause__
         except Exception as exc:
             raise error_from_exception(exc, self.service_type) from exc
         elapsed = round((self._clock() - started) * 1000)
@@ -127,17 +134,14 @@ class BaseConnector(abc.ABC):
             )
 
     @abc.abstractmethod
-    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
-        """Do the work. Raise ConnectorError on failure; return only successful results."""
+    def process_job_impl(self, job: JobData, payload: P, progress: ProgressCallback) -> JobResult:
+        """Do the work with the validated payload. Raise ConnectorError; return only successes."""
 
     @final
     def health(self) -> HealthReport:
         """Probe the provider and report the outcome; never raises."""
         try:
             answered = self.health_probe()
-        except ConnectorError as exc:
-            exc.attach_service(exc.service or self.service_type)
-            return HealthReport.from_error(exc)
         except Exception as exc:  # a health check reports, it does not fail the worker
             return HealthReport.from_error(error_from_exception(exc, self.service_type))
         if not answered:

@@ -183,16 +183,25 @@ def _classify_exception(exc: BaseException) -> Classification | None:
     return None
 
 
-def error_from_exception(exc: BaseException, service: str | None = None) -> ConnectorError:
-    """Turn any exception into a ConnectorError, keeping one that already is."""
+def error_from_exception(
+    exc: BaseException, service: str | None = None, *, context: Mapping[str, Any] | None = None
+) -> ConnectorError:
+    """Turn any exception into a ConnectorError; one that already is comes back as it is.
+
+    `service` names the raiser: a ConnectorError keeps its own, and one without gets a copy
+    naming `service` (errors are rebuilt, never rewritten). `context` adds where it happened.
+    """
     if isinstance(exc, ConnectorError):
-        if service and not exc.service:
-            exc.attach_service(service)
+        if context or (service and not exc.service):
+            return exc.with_context(context, service=exc.service or service)
         return exc
     message = str(exc) or type(exc).__name__
     found = _classify_exception(exc) or classify_message(message)
     return found.error(
         f"{type(exc).__name__}: {message}",
         service=service,
-        context={"exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
+        context={
+            "exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+            **(context or {}),
+        },
     )

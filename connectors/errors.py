@@ -138,20 +138,28 @@ class ConnectorError(Exception):
             "timestamp": self.timestamp,
         }
 
-    def attach_service(self, service: str) -> None:
-        """Name the service that raised this error (kept in `args` for the result backend)."""
-        self.service = service
-        self.args = (self.message, self._fields())
+    def with_context(
+        self,
+        context: Mapping[str, Any] | None = None,
+        /,
+        *,
+        note: str | None = None,
+        service: str | None = None,
+    ) -> ConnectorError:
+        """A new error: `context` merged in, `note` appended to the message, `service` set.
 
-    def annotate(self, **context: Any) -> None:
-        """Add forensic context after the fact (redacted, and kept in `args`)."""
-        self.context.update(redact(context))
-        self.args = (self.message, self._fields())
-
-    def explain(self, note: str) -> None:
-        """Append a note to the message (kept in `args` for the result backend)."""
-        self.message = f"{self.message} ({note})"
-        self.args = (self.message, self._fields())
+        Errors are not rewritten on their way up; a layer that knows more builds a new one
+        (same classification, timestamp, cause and traceback) and raises that instead.
+        """
+        fields = self._fields()
+        fields["context"] = {**self.context, **(context or {})}
+        if service is not None:
+            fields["service"] = service
+        message = self.message if note is None else f"{self.message} ({note})"
+        built = type(self)(message, fields)
+        built.__cause__ = self.__cause__
+        built.__suppress_context__ = self.__suppress_context__
+        return built.with_traceback(self.__traceback__)
 
     def __str__(self) -> str:
         return self.message
@@ -178,8 +186,16 @@ class ConnectorError(Exception):
             self.failure_type, self.failure_reason, self.retryable, self.retry_after
         )
 
-    def reclassified(self, found: Classification, message: str | None = None) -> ConnectorError:
+    def reclassified(
+        self,
+        found: Classification,
+        message: str | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
+    ) -> ConnectorError:
         """The same failure decided again: new classification, same status, service, context.
+
+        `context` adds what the new verdict was read from (merged into this error's context).
 
         A non-retryable verdict carries no wait; otherwise the classification's own wait (a
         provider's body hint) wins over the one this error had (a Retry-After header).
@@ -189,16 +205,24 @@ class ConnectorError(Exception):
             self.message if message is None else message,
             status_code=self.status_code,
             service=self.service,
-            context=self.context,
+            context={**self.context, **(context or {})},
             retry_after=wait if found.retryable else None,
         )
 
 
-def validation_error(field: str, problem: str, *, service: str | None = None) -> ConnectorError:
+def validation_error(
+    field: str,
+    problem: str,
+    *,
+    service: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> ConnectorError:
     """A non-retryable error for a payload field that can never succeed."""
     reason = R.MISSING_REQUIRED_FIELD if "required" in problem.lower() else R.INVALID_PAYLOAD
     return Classification(T.VALIDATION_ERROR, reason, retryable=False).error(
-        f"Invalid payload field '{field}': {problem}", service=service, context={"field": field}
+        f"Invalid payload field '{field}': {problem}",
+        service=service,
+        context={"field": field, **(context or {})},
     )
 
 

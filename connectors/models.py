@@ -17,6 +17,7 @@ __all__ = [
     "ProgressCallback",
     "ServiceMetadata",
     "no_progress",
+    "report_progress",
 ]
 
 OutputKind = Literal["image", "video", "audio", "text", "binary"]
@@ -38,6 +39,7 @@ class JobData(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     ctx: dict[str, Any] | None = None
     _storage: StorageOverrides = PrivateAttr(default_factory=StorageOverrides)
+    _validated: BaseModel | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any, /) -> None:
         """Parse `ctx` into `storage` (a ConnectorError, not a pydantic error, when it is bad)."""
@@ -48,7 +50,20 @@ class JobData(BaseModel):
         copied = super().model_copy(update=update, deep=deep)
         if update and "ctx" in update:
             copied._storage = storage_overrides(copied.ctx)
+        if update and "payload" in update:
+            copied._validated = None  # checked against the old payload, not this one
         return copied
+
+    def with_validated(self, payload: BaseModel) -> Self:
+        """This job carrying its payload already validated, so the connector does not redo it."""
+        copied = self.model_copy()
+        copied._validated = payload
+        return copied
+
+    @property
+    def validated(self) -> BaseModel | None:
+        """The validated payload the worker attached (`with_validated`), or None."""
+        return self._validated
 
     @property
     def storage(self) -> StorageOverrides:
@@ -106,3 +121,19 @@ ProgressCallback = Callable[[JobProgress], None]
 
 def no_progress(_progress: JobProgress) -> None:
     """A progress callback that drops every report."""
+
+
+def report_progress(
+    progress: ProgressCallback,
+    job: JobData,
+    value: float,
+    step: str,
+    message: str,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Send one progress report for `job` (the modes' shared shorthand)."""
+    progress(
+        JobProgress(
+            job_id=job.id, progress=value, message=message, current_step=step, metadata=metadata
+        )
+    )

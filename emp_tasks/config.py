@@ -148,7 +148,7 @@ def missing_env(spec: ServiceSpec, env: Mapping[str, str] | None = None) -> list
     return [name for name in spec.required_env if not env.get(name)]
 
 
-def connector_class(spec: ServiceSpec) -> type[BaseConnector]:
+def connector_class(spec: ServiceSpec) -> type[BaseConnector[Any]]:
     """Import the connector class named by `module:Class` in the mapping."""
     module_name, _, class_name = spec.connector.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)

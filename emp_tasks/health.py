@@ -70,7 +70,7 @@ class Outcome:
     checked_at: str  # ISO 8601, UTC
 
 
-def build_connector(spec: ServiceSpec) -> BaseConnector:
+def build_connector(spec: ServiceSpec) -> BaseConnector[Any]:
     """The service's connector from the environment; a missing variable is a config error."""
     lacking = missing_env(spec)
     if lacking:
@@ -82,7 +82,7 @@ def build_connector(spec: ServiceSpec) -> BaseConnector:
     return connector_class(spec)()
 
 
-def _support(connector: BaseConnector) -> dict[str, Any] | None:
+def _support(connector: BaseConnector[Any]) -> dict[str, Any] | None:
     try:
         return connector.service_support()
     except NotImplementedError:  # a CUSTOM class states its own requirements
@@ -91,7 +91,7 @@ def _support(connector: BaseConnector) -> dict[str, Any] | None:
 
 def probe_service(spec: ServiceSpec) -> ServiceHealth:
     """Build the service's connector and probe its provider once; never raises."""
-    cls: type[BaseConnector] | None = None
+    cls: type[BaseConnector[Any]] | None = None
     periodic, support = False, None
     try:
         cls = connector_class(spec)

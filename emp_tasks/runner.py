@@ -20,16 +20,17 @@ from connectors.classify import error_from_exception
 from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
 from connectors.models import JobData, JobProgress, JobResult
-from connectors.protocol.http import HTTPConnector
+from connectors.protocol import HTTP_MODES
 from emp_tasks import events as ev
 from emp_tasks import metrics, outcomes
 from emp_tasks.config import ServiceSpec, connector_class
-from emp_tasks.retry import RetryPolicy, retry_decision
+from emp_tasks.retry import RetryDecision, RetryPolicy, retry_decision
 
 __all__ = [
     "Cancellable",
     "JobEvents",
     "TimerFactory",
+    "final_error",
     "get_connector",
     "policy_for",
     "run_job",
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_connectors: dict[str, BaseConnector] = {}
+_connectors: dict[str, BaseConnector[Any]] = {}
 _lock = threading.Lock()
 
 
@@ -63,13 +64,13 @@ def policy_for(spec: ServiceSpec) -> RetryPolicy:
     return RetryPolicy(max_retries=spec.retry_attempts, base_delay=spec.retry_delay_seconds)
 
 
-def get_connector(spec: ServiceSpec) -> BaseConnector:
+def get_connector(spec: ServiceSpec) -> BaseConnector[Any]:
     """One connector per service per worker process (its HTTP session is a keep-alive pool)."""
     with _lock:
         if spec.name not in _connectors:
             cls = connector_class(spec)
             kwargs: dict[str, Any] = {}
-            if issubclass(cls, HTTPConnector):
+            if issubclass(cls, HTTP_MODES):  # each builds an HttpClient that reports its calls
                 kwargs["on_call"] = partial(metrics.observe_call, spec.name)
             _connectors[spec.name] = cls(**kwargs)
         return _connectors[spec.name]
@@ -152,15 +153,17 @@ class JobEvents:
 
 
 def _job(task: Task, spec: ServiceSpec, payload: Any, ctx: Any, metadata: Any) -> JobData:
-    connector_class(spec).validate_payload(payload)
+    """The job, its payload validated here once and carried to the connector's hooks."""
+    validated = connector_class(spec).validate_payload(payload)
     validate_ctx(ctx, service=spec.name)
-    return JobData(
+    job = JobData(
         id=str(task.request.id),
         type=spec.name,
         payload=dict(payload),
         ctx=ctx,
         metadata={**(metadata or {}), "attempt": task.request.retries + 1},
     )
+    return job.with_validated(validated)
 
 
 def run_job(
@@ -217,9 +220,8 @@ def _fail_or_retry(
     """Raise Celery's retry for `error`, or `error` itself when the job fails for good."""
     events.close()
     attempt = events.attempt
-    if not error.service:
-        error.attach_service(spec.name)
     decision = retry_decision(error, attempt, policy_for(spec))
+    error = final_error(error, spec.name, attempt + 1, decision)
     if decision.countdown is not None:
         events.send(
             "retry_job",
@@ -229,16 +231,27 @@ def _fail_or_retry(
         # Celery's own retry: a new message with the same id, delivered after `countdown`.
         # max_retries=None because retry_decision is the one place that bounds attempts.
         raise task.retry(exc=error, countdown=decision.countdown, max_retries=None)
-    if error.retryable:
-        # Retryable but not retried (attempts spent, or a wait beyond the cap): say why in the
-        # message itself, which is what the job record and `submit --json` show.
-        error.explain(f"not retried: {decision.reason}")
-    error.annotate(attempts=attempt + 1, gave_up=decision.reason)
     events.send(
         "fail_job", ev.fail_fields(spec.name, events.job_id, error, attempt + 1, decision.reason)
     )
     _ended(spec, "failed", events, began, error=error)
     raise error
+
+
+def final_error(
+    error: ConnectorError, service: str, attempts: int, decision: RetryDecision
+) -> ConnectorError:
+    """The error as the job record keeps it, built once: service, and why it stopped if it did."""
+    if decision.countdown is not None:
+        return error if error.service else error.with_context(service=service)
+    # Retryable but not retried (attempts spent, or a wait beyond the cap): say why in the
+    # message itself, which is what the job record and `submit --json` show.
+    note = f"not retried: {decision.reason}" if error.retryable else None
+    return error.with_context(
+        {"attempts": attempts, "gave_up": decision.reason},
+        note=note,
+        service=error.service or service,
+    )
 
 
 @signals.task_failure.connect  # type: ignore[untyped-decorator]

@@ -61,11 +61,11 @@ def _deadline_error(url: str, seconds: float) -> ConnectorError:
 
 def _redirected(exc: ConnectorError, origin: str) -> ConnectorError:
     # Say that a redirect led here: the URL the job gave was itself acceptable.
-    error = exc.reclassified(
-        exc.classification, f"{exc.message} after a redirect from {display_url(origin)}"
+    return exc.reclassified(
+        exc.classification,
+        f"{exc.message} after a redirect from {display_url(origin)}",
+        context={"redirected_from": display_url(origin)},
     )
-    error.annotate(redirected_from=display_url(origin))
-    return error
 
 
 def _request(

@@ -1,0 +1,12 @@
+"""The HTTP modes a connector picks from; every one of them holds an `HttpClient`."""
+
+from __future__ import annotations
+
+from connectors.protocol.http import HTTPConnector
+from connectors.protocol.polling import PollingHTTPConnector
+from connectors.protocol.streaming import StreamingHTTPConnector
+
+__all__ = ["HTTP_MODES", "HTTPConnector", "PollingHTTPConnector", "StreamingHTTPConnector"]
+
+# The mode bases whose constructors build an HttpClient (and so take `session`, `on_call`).
+HTTP_MODES = (HTTPConnector, PollingHTTPConnector, StreamingHTTPConnector)

@@ -14,13 +14,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal
 
 import requests
 
+from connectors.base import BaseConnector, P
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
-from connectors.models import JobData, JobProgress, JobResult, ProgressCallback, ServiceMetadata
-from connectors.protocol.http import HTTPConnector, HttpRequest
+from connectors.models import (
+    JobData,
+    JobResult,
+    ProgressCallback,
+    ServiceMetadata,
+    report_progress,
+)
+from connectors.protocol.client import HttpClient, HttpRequest
 
 __all__ = [
     "POLL_PROGRESS_END",
@@ -143,12 +150,19 @@ class _Run:
         }
 
 
-class PollingHTTPConnector(HTTPConnector):
+class PollingHTTPConnector(BaseConnector[P], Generic[P]):
     """Submit-then-poll over HTTP: the provider runs the job, this connector waits for it."""
 
-    def __init__(self, *, poll_policy: PollPolicy | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, client: HttpClient, poll_policy: PollPolicy | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.client = client
         self.poll_policy = poll_policy or PollPolicy()
+
+    @abc.abstractmethod
+    def build_request(self, job: JobData, payload: P) -> HttpRequest:
+        """The submit request for this job."""
 
     @abc.abstractmethod
     def extract_job_id(self, response: requests.Response, job: JobData) -> str:
@@ -163,20 +177,24 @@ class PollingHTTPConnector(HTTPConnector):
         """Read a 2xx status response; a raised retryable ConnectorError counts as a failed poll."""
 
     @abc.abstractmethod
-    def build_result(self, status: PollStatus, job: JobData) -> JobResult:
+    def build_result(self, status: PollStatus, job: JobData, payload: P) -> JobResult:
         """Turn the completed status into the job's result."""
 
     def build_cancel_request(self, service_job_id: str, job: JobData) -> HttpRequest | None:
         """The request that cancels the provider's job; None when the API cannot cancel."""
         return None
 
-    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
+    def health_probe(self) -> bool:
+        """The client's probe (its `ApiProfile`), through `send_probe`; healthy without one."""
+        return self.client.probe()
+
+    def process_job_impl(self, job: JobData, payload: P, progress: ProgressCallback) -> JobResult:
         # The deadline covers submission too: it bounds the whole job, not just the waiting.
         started = self.poll_policy.clock()
-        _report(progress, job, 5, "initializing", "Preparing request")
-        request = self.build_request(job)
-        _report(progress, job, 15, "submitting", "Submitting job")
-        service_job_id = self.extract_job_id(self.send(request), job)
+        report_progress(progress, job, 5, "initializing", "Preparing request")
+        request = self.build_request(job, payload)
+        report_progress(progress, job, 15, "submitting", "Submitting job")
+        service_job_id = self.extract_job_id(self.client.send(request), job)
         if not isinstance(service_job_id, str) or not service_job_id:
             no_id = Classification(FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA)
             raise no_id.error(
@@ -185,7 +203,7 @@ class PollingHTTPConnector(HTTPConnector):
             )
         run = _Run(service_job_id=service_job_id, started=started)
         meta = {"service_job_id": service_job_id}
-        _report(progress, job, POLL_PROGRESS_START, "polling", "Waiting for provider", meta)
+        report_progress(progress, job, POLL_PROGRESS_START, "polling", "Waiting for provider", meta)
         try:
             status = self._poll(run, job, progress)
         except ConnectorError:
@@ -195,8 +213,8 @@ class PollingHTTPConnector(HTTPConnector):
             # otherwise keep running, and billing, with nobody left to collect it.
             self._cancel(run, job)
             raise
-        result = self.build_result(status, job)
-        _report(progress, job, 100, "completed", "Completed", meta)
+        result = self.build_result(status, job, payload)
+        report_progress(progress, job, 100, "completed", "Completed", meta)
         return _with_job_id(result, self.service_type, run)
 
     def _poll(self, run: _Run, job: JobData, progress: ProgressCallback) -> PollStatus:
@@ -210,15 +228,16 @@ class PollingHTTPConnector(HTTPConnector):
             policy.sleep(wait)
             run.polls += 1
             try:
-                response = self.send(self.build_poll_request(run.service_job_id, job))
+                response = self.client.send(self.build_poll_request(run.service_job_id, job))
                 status = self.check_status(response, job)
             except ConnectorError as exc:
-                exc.annotate(service_job_id=run.service_job_id, polls=run.polls)
-                if not exc.retryable:
-                    raise  # 401, 404, ...: no later poll can succeed
+                where = {"service_job_id": run.service_job_id, "polls": run.polls}
+                error = exc.with_context(where)
+                if not error.retryable:
+                    raise error from exc.__cause__  # 401, 404, ...: no later poll can succeed
                 run.poll_errors += 1
-                run.last_error = exc
-                hint = exc.retry_after
+                run.last_error = error
+                hint = error.retry_after
                 log.warning("%s poll %d failed, polling on: %r", self.service_type, run.polls, exc)
                 continue
             hint = None
@@ -231,13 +250,12 @@ class PollingHTTPConnector(HTTPConnector):
             run.shown = poll_progress(status.progress, elapsed, policy.deadline, run.shown)
             meta = {"service_job_id": run.service_job_id, "polls": run.polls}
             message = status.message or "Waiting for provider"
-            _report(progress, job, run.shown, "polling", message, meta)
+            report_progress(progress, job, run.shown, "polling", message, meta)
 
     def _job_failed(self, run: _Run, status: PollStatus) -> ConnectorError:
         elapsed = self.poll_policy.clock() - run.started
         if status.error is not None:
-            status.error.annotate(**run.context(elapsed))
-            return status.error
+            return status.error.with_context(run.context(elapsed))
         # The provider ran the job and said no; the same input fails again: not retryable.
         failed = Classification(FailureType.SERVICE_ERROR, FailureReason.JOB_FAILED, False)
         return failed.error(
@@ -262,26 +280,11 @@ class PollingHTTPConnector(HTTPConnector):
         try:
             request = self.build_cancel_request(run.service_job_id, job)
             if request is not None:
-                self.send(request)
+                self.client.send(request)
                 return {"cancel_attempted": True, "cancel_succeeded": True}
         except Exception as exc:
             log.warning("%s cancel of %s failed: %r", self.service_type, run.service_job_id, exc)
         return {"cancel_attempted": request is not None, "cancel_succeeded": False}
-
-
-def _report(
-    progress: ProgressCallback,
-    job: JobData,
-    value: float,
-    step: str,
-    message: str,
-    metadata: dict[str, Any] | None = None,
-) -> None:
-    progress(
-        JobProgress(
-            job_id=job.id, progress=value, message=message, current_step=step, metadata=metadata
-        )
-    )
 
 
 def _with_job_id(result: JobResult, service_type: str, run: _Run) -> JobResult:

@@ -18,9 +18,11 @@ from typing import Any, Generic, TypeVar
 import requests
 import urllib3
 
+from connectors.base import BaseConnector, P
 from connectors.classify import classify_message, classify_status, error_from_exception
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
-from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
+from connectors.models import JobData, JobResult, ProgressCallback, report_progress
+from connectors.protocol.client import HttpClient, HttpRequest
 from connectors.protocol.framing import (
     STREAM_END,
     NDJSONDecoder,
@@ -29,7 +31,6 @@ from connectors.protocol.framing import (
     StreamCut,
     StreamDecoder,
 )
-from connectors.protocol.http import HTTPConnector, HttpRequest
 from connectors.rules import UNKNOWN
 
 __all__ = [  # the decoders are re-exported from framing: services import them from here
@@ -63,7 +64,7 @@ def stream_progress(chunks: int, half_at: int = 50) -> float:
     return min(95.0, 5.0 + 90.0 * count / (count + max(1, half_at)))
 
 
-def stream_error(chunk: Any) -> ConnectorError | None:
+def stream_error(chunk: Any, service: str | None = None) -> ConnectorError | None:
     """The classified error a chunk carries, or None (an `error` event or an `error` key)."""
     payload = chunk.data if isinstance(chunk, SSEEvent) else chunk
     if isinstance(chunk, SSEEvent) and chunk.event == "error":
@@ -84,6 +85,7 @@ def stream_error(chunk: Any) -> ConnectorError | None:
     return found.error(
         f"Error in the middle of the stream: {message}",
         status_code=status,
+        service=service,
         context={"stream_error": payload},
     )
 
@@ -136,12 +138,13 @@ class _Stream:
         )
 
 
-class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
+class StreamingHTTPConnector(BaseConnector[P], Generic[P, Acc]):
     """An HTTP connector whose 2xx body is a stream of chunks, decoded by an injected decoder."""
 
     def __init__(
         self,
         *,
+        client: HttpClient,
         decoder: StreamDecoder,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         progress_every: int = 10,
@@ -153,6 +156,7 @@ class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
             raise ValueError("max_response_bytes and progress_every must be >= 1")
         if deadline is not None and not deadline > 0:
             raise ValueError(f"deadline must be > 0 seconds or None, not {deadline!r}")
+        self.client = client
         self.decoder = decoder
         self.max_response_bytes = max_response_bytes
         self.progress_every = progress_every  # the original reported every 10 items
@@ -163,6 +167,10 @@ class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
         self.deadline = deadline
 
     @abc.abstractmethod
+    def build_request(self, job: JobData, payload: P) -> HttpRequest:
+        """The request for this job (sent streamed, whatever it says)."""
+
+    @abc.abstractmethod
     def new_accumulator(self, job: JobData) -> Acc:
         """A fresh per-job state for the chunks to fold into."""
 
@@ -171,29 +179,33 @@ class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
         """Fold one decoded, error-free chunk into the state; return the new state."""
 
     @abc.abstractmethod
-    def build_result(self, state: Acc, job: JobData) -> JobResult:
+    def build_result(self, state: Acc, job: JobData, payload: P) -> JobResult:
         """Turn the complete stream's state into the job's result."""
 
     def check_chunk(self, chunk: Any, job: JobData) -> ConnectorError | None:
         """Hook: the error a chunk reports, or None. Default: `stream_error(chunk)`."""
-        return stream_error(chunk)
+        return stream_error(chunk, self.service_type)
 
     def is_complete(self, state: Acc, job: JobData) -> bool:
         """Hook: whether the stream reached its natural end (e.g. a final `done` chunk seen)."""
         return True
 
-    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
+    def health_probe(self) -> bool:
+        """The client's probe (its `ApiProfile`), through `send_probe`; healthy without one."""
+        return self.client.probe()
+
+    def process_job_impl(self, job: JobData, payload: P, progress: ProgressCallback) -> JobResult:
         started = self._clock()
         # Forced: a body read whole before decoding would bypass the size cap and the progress.
-        request = replace(self.build_request(job), stream=True)
-        _report(progress, job, 5, "submitting", "Connecting")
-        run = _Stream(request, self.send(request), started, self._clock)
+        request = replace(self.build_request(job, payload), stream=True)
+        report_progress(progress, job, 5, "submitting", "Connecting")
+        run = _Stream(request, self.client.send(request), started, self._clock)
         try:
             state = self._consume(run, job, progress)
         finally:
             run.response.close()  # returns the connection to the pool even when we stopped early
-        result = self.build_result(state, job)
-        _report(progress, job, 100, "completed", "Completed")
+        result = self.build_result(state, job, payload)
+        report_progress(progress, job, 100, "completed", "Completed")
         return result
 
     def _consume(self, run: _Stream, job: JobData, progress: ProgressCallback) -> Acc:
@@ -206,29 +218,25 @@ class StreamingHTTPConnector(HTTPConnector, Generic[Acc]):
                     break
                 error = self.check_chunk(chunk, job)
                 if error is not None:
-                    error.annotate(**run.context())
-                    raise error
+                    raise error.with_context(run.context())
                 state = self.accumulate(state, chunk, job)
                 run.chunks += 1
                 if run.chunks % self.progress_every == 0:
                     value = stream_progress(run.chunks)
-                    _report(progress, job, value, "streaming", f"Received {run.chunks} chunks")
+                    report_progress(
+                        progress, job, value, "streaming", f"Received {run.chunks} chunks"
+                    )
         except StreamCut as exc:  # what arrived of the cut frame was discarded
             raise run.ended_early(str(exc)) from None
         except ConnectorError as exc:
-            if "stream" not in exc.context:  # a hook's error: say how far the stream got
-                exc.annotate(stream=run.context()["stream"])
-            raise
+            if "stream" in exc.context:
+                raise
+            # A hook's error: a copy that says how far the stream got.
+            raise exc.with_context({"stream": run.context()["stream"]}) from exc.__cause__
         except _BROKEN_STREAM as exc:
-            error = error_from_exception(exc, self.service_type)
-            error.annotate(**run.context())
-            raise error from exc
+            raise error_from_exception(exc, self.service_type, context=run.context()) from exc
         if (self.decoder.end_required and not run.ended) or run.chunks == 0:
             raise run.ended_early("no terminal marker" if run.chunks else "no chunks")
         if not self.is_complete(state, job):
             raise run.ended_early("the final chunk never came")
         return state
-
-
-def _report(progress: ProgressCallback, job: JobData, value: float, step: str, text: str) -> None:
-    progress(JobProgress(job_id=job.id, progress=value, message=text, current_step=step))

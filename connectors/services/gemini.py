@@ -14,14 +14,23 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.assets import AssetSaver, Base64Data, LazyAssetSaver, SavedAsset
 from connectors.errors import ConnectorError, configuration_error, require_secret
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
-from connectors.protocol.http import ApiKeyHeaderAuth, HTTPConnector, HttpRequest, Timeouts
+from connectors.protocol.http import (
+    ApiKeyHeaderAuth,
+    ApiProfile,
+    CallObserver,
+    HttpClient,
+    HTTPConnector,
+    HttpRequest,
+    Probe,
+    Timeouts,
+)
 from connectors.services.gemini_errors import (
     Finding,
     check_response,
@@ -38,12 +47,14 @@ from connectors.services.gemini_payloads import (
 )
 
 __all__ = [
+    "GEMINI_API",
     "GeminiConnector",
     "GeminiImageConnector",
     "GeminiImageEditConnector",
     "GeminiMode",
     "GeminiSettings",
     "GeminiTextConnector",
+    "refine_gemini_error",
 ]
 
 API_VERSION = "v1beta"
@@ -70,6 +81,23 @@ class GeminiMode:
     model_setting: str  # the GeminiSettings field naming the default model
 
 
+def refine_gemini_error(
+    error: ConnectorError, response: requests.Response, body: Any
+) -> ConnectorError:
+    """Reclassify a status-based error with the google.rpc.Status body, when it says more."""
+    found = classify_error_body(body)
+    if found is None:
+        return error
+    # RetryInfo (in the classification) wins; a Retry-After header (a proxy's) is the fallback.
+    verdict, text = found
+    return error.reclassified(verdict, f"HTTP {response.status_code} from {error.service}: {text}")
+
+
+# Listing models is free and needs a valid key: a cheap, honest liveness check, sent through
+# `send_probe`, so a redirect is not followed with the key on it.
+GEMINI_API = ApiProfile(refine=refine_gemini_error, probe=Probe("models", params={"pageSize": "1"}))
+
+
 def _settings() -> GeminiSettings:
     try:
         return GeminiSettings()
@@ -79,7 +107,7 @@ def _settings() -> GeminiSettings:
         raise configuration_error(message, variables=names) from None
 
 
-class GeminiConnector(HTTPConnector):
+class GeminiConnector(HTTPConnector[GeminiTextPayload]):
     """generateContent over HTTP with `x-goog-api-key`; a service picks a mode and a payload."""
 
     service_type: ClassVar[str] = "gemini_text"
@@ -88,7 +116,7 @@ class GeminiConnector(HTTPConnector):
     capabilities: ClassVar[HealthCheckCapabilities] = HealthCheckCapabilities(
         supportsBasicHealthCheck=True, basicHealthCheckEndpoint="/models"
     )
-    payload_model: ClassVar[type[BaseModel]] = GeminiTextPayload
+    payload_model: type[GeminiTextPayload] = GeminiTextPayload
     mode: ClassVar[GeminiMode] = GeminiMode(False, False, "text_model")
 
     def __init__(
@@ -97,6 +125,9 @@ class GeminiConnector(HTTPConnector):
         *,
         assets: AssetSaver | None = None,
         image_fetcher: InputImageFetcher | None = None,
+        session: requests.Session | None = None,
+        timeouts: Timeouts | None = None,
+        on_call: CallObserver | None = None,
         **kwargs: Any,
     ) -> None:
         self.settings = settings or _settings()
@@ -104,54 +135,38 @@ class GeminiConnector(HTTPConnector):
         # Built from CLOUD_STORAGE_* on first save: a text reply never needs storage.
         self.assets: AssetSaver = assets or LazyAssetSaver()
         self.image_fetcher = image_fetcher or InputImageFetcher()
-        kwargs.setdefault("timeouts", Timeouts(connect=10.0, read=self.settings.timeout))
-        auth = ApiKeyHeaderAuth("x-goog-api-key", key)
-        super().__init__(base_url=self.settings.base_url, auth=auth, **kwargs)
+        client = HttpClient(
+            self.service_type,
+            self.settings.base_url,
+            auth=ApiKeyHeaderAuth("x-goog-api-key", key),
+            timeouts=timeouts or Timeouts(connect=10.0, read=self.settings.timeout),
+            session=session,
+            on_call=on_call,
+            api=GEMINI_API,
+        )
+        super().__init__(client=client, **kwargs)
 
     def model_for(self, payload: GeminiTextPayload) -> str:
         """The payload's model, else this service's default from the settings."""
         return payload.model_id or str(getattr(self.settings, self.mode.model_setting))
 
-    def build_request(self, job: JobData) -> HttpRequest:
-        payload = self._payload(job)
+    def build_request(self, job: JobData, payload: GeminiTextPayload) -> HttpRequest:
         image = None
         if self.mode.image_input:
             assert isinstance(payload, GeminiImageEditPayload)  # image_input modes use it
             image = self.image_fetcher.inline(payload, self.service_type)
         body = request_body(payload, image_output=self.mode.image_output, image=image)
-        return HttpRequest(
-            "POST", self.url(f"models/{self.model_for(payload)}:generateContent"), body
-        )
+        path = f"models/{self.model_for(payload)}:generateContent"
+        return HttpRequest("POST", self.client.url(path), body)
 
-    def parse_response(self, response: requests.Response, job: JobData) -> JobResult:
-        body = self.json_body(response)
+    def parse_response(
+        self, response: requests.Response, job: JobData, payload: GeminiTextPayload
+    ) -> JobResult:
+        body = self.client.json_body(response)
         failure = check_response(body, image_required=self.mode.image_output)
         if failure is not None:
             raise self._failure(failure, self._refusal_context(body))
-        return self._result(body, job)
-
-    def refine_error(
-        self, error: ConnectorError, response: requests.Response, body: Any
-    ) -> ConnectorError:
-        found = classify_error_body(body)
-        if found is None:
-            return error
-        # RetryInfo (in the classification) wins; a Retry-After header (a proxy's) is the fallback.
-        verdict, text = found
-        return error.reclassified(
-            verdict, f"HTTP {response.status_code} from {self.service_type}: {text}"
-        )
-
-    def health_probe(self) -> bool:
-        # Listing models is free and needs a valid key: a cheap, honest liveness check.
-        # Sent through `send_probe`, so a redirect is not followed with the key on it.
-        self.send_probe(HttpRequest("GET", self.url("models"), params={"pageSize": "1"}))
-        return True
-
-    # -- helpers ------------------------------------------------------------------------
-
-    def _payload(self, job: JobData) -> GeminiTextPayload:
-        return self.parse_payload(job, GeminiTextPayload)
+        return self._result(body, job, payload)
 
     def _failure(self, found: Finding, context: dict[str, Any]) -> ConnectorError:
         verdict, message = found
@@ -170,8 +185,7 @@ class GeminiConnector(HTTPConnector):
             "raw_response": strip_inline_data(body),
         }
 
-    def _result(self, body: dict[str, Any], job: JobData) -> JobResult:
-        payload = self._payload(job)
+    def _result(self, body: dict[str, Any], job: JobData, payload: GeminiTextPayload) -> JobResult:
         model = self.model_for(payload)
         first = body["candidates"][0]  # check_response vouched for it
         parts = (first.get("content") or {}).get("parts") or []
@@ -230,7 +244,7 @@ class GeminiImageConnector(GeminiConnector):
     """Gemini image generation with IMAGE output saved as assets (service `gemini_image`)."""
 
     service_type: ClassVar[str] = "gemini_image"
-    payload_model: ClassVar[type[BaseModel]] = GeminiImagePayload
+    payload_model = GeminiImagePayload
     mode: ClassVar[GeminiMode] = GeminiMode(True, False, "image_model")
 
 
@@ -238,5 +252,5 @@ class GeminiImageEditConnector(GeminiConnector):
     """Gemini image editing: an input image by URL or base64 (`gemini_image_edit`)."""
 
     service_type: ClassVar[str] = "gemini_image_edit"
-    payload_model: ClassVar[type[BaseModel]] = GeminiImageEditPayload
+    payload_model = GeminiImageEditPayload
     mode: ClassVar[GeminiMode] = GeminiMode(True, True, "image_model")

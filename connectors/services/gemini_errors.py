@@ -3,9 +3,9 @@
 Gemini reports errors as a google.rpc.Status, `{"error": {code, message, status, details}}`, and
 content blocks as HTTP 200: a blocked prompt has no `candidates` but a `promptFeedback.blockReason`,
 a blocked output a `finishReason`. `classify_error_body` refines the status-based classification
-(the connector calls it from `refine_error`); `check_response` vets a 200 reply (from
-`parse_response`). Both only decide, as a `Finding` (a Classification and a one-line description);
-the connector builds the ConnectorError.
+(called by `refine_gemini_error`, the client's `GEMINI_API` profile); `check_response` vets a
+200 reply (from `parse_response`). Both only decide, as a `Finding` (a Classification and a
+one-line description); the connector builds the ConnectorError.
 """
 
 from __future__ import annotations

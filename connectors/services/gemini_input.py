@@ -67,9 +67,8 @@ class InputImageFetcher:
                     content.declared_mime, content.head, content.name_hint
                 )
         except ConnectorError as exc:
-            exc.annotate(field="image_url")
-            exc.attach_service(service)  # the job's input failed, not its output storage
-            raise
+            # The job's input failed, not its output storage: a copy naming the field and service.
+            raise exc.with_context({"field": "image_url"}, service=service) from exc.__cause__
         if not mime.startswith("image/"):
             raise validation_error("image_url", f"is not an image ({mime})", service=service)
         return inline_from_bytes(data, mime)

@@ -25,7 +25,9 @@ from connectors.errors import (
 )
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
-from connectors.protocol.http import BearerAuth, HTTPConnector, HttpRequest, Timeouts
+from connectors.protocol.auth import BearerAuth
+from connectors.protocol.client import CallObserver, HttpClient, HttpRequest, Timeouts
+from connectors.protocol.http import HTTPConnector
 from connectors.rules import Rule, classify_message, rx
 from connectors.services.glif_output import MEDIA_KINDS, glif_output
 
@@ -154,7 +156,7 @@ def parse_price(value: Any) -> float | None:
         return None
 
 
-class GlifConnector(HTTPConnector):
+class GlifConnector(HTTPConnector[GlifPayload]):
     """Runs Glif workflows through the Simple API and returns the record's result shape."""
 
     service_type: ClassVar[str] = "glif"
@@ -167,27 +169,43 @@ class GlifConnector(HTTPConnector):
         supportsServiceRestart=False,
         supportsQueueIntrospection=False,
     )
-    payload_model: ClassVar[type[BaseModel]] = GlifPayload
+    payload_model = GlifPayload
 
-    def __init__(self, settings: GlifSettings | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: GlifSettings | None = None,
+        *,
+        assets: AssetSaver | None = None,
+        session: requests.Session | None = None,
+        timeouts: Timeouts | None = None,
+        on_call: CallObserver | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.settings = settings or GlifSettings()
         token = require_secret(self.settings.api_token, "GLIF_API_TOKEN", service=self.service_type)
         # Built from CLOUD_STORAGE_* on first save, so constructing a connector is free.
-        self.assets: AssetSaver = kwargs.pop("assets", None) or LazyAssetSaver()
-        kwargs.setdefault("timeouts", Timeouts(connect=10.0, read=self.settings.timeout_seconds))
-        super().__init__(base_url=self.settings.base_url, auth=BearerAuth(token), **kwargs)
+        self.assets: AssetSaver = assets or LazyAssetSaver()
+        client = HttpClient(
+            self.service_type,
+            self.settings.base_url,
+            auth=BearerAuth(token),
+            timeouts=timeouts or Timeouts(connect=10.0, read=self.settings.timeout_seconds),
+            session=session,
+            on_call=on_call,
+        )
+        super().__init__(client=client, **kwargs)
 
-    def build_request(self, job: JobData) -> HttpRequest:
-        payload = self._payload(job)
+    def build_request(self, job: JobData, payload: GlifPayload) -> HttpRequest:
         body: dict[str, Any] = {"id": payload.workflow_id, "inputs": payload.inputs}
         if payload.visibility:
             body["visibility"] = payload.visibility
         params = {"strict": "1"} if payload.strict else None
-        return HttpRequest("POST", self.url(), json=body, params=params)
+        return HttpRequest("POST", self.client.url(), json=body, params=params)
 
-    def parse_response(self, response: requests.Response, job: JobData) -> JobResult:
-        body = self.json_body(response)
-        payload = self._payload(job)
+    def parse_response(
+        self, response: requests.Response, job: JobData, payload: GlifPayload
+    ) -> JobResult:
+        body = self.client.json_body(response)
         if not isinstance(body, dict):
             raise self._bad_response(f"expected a JSON object, got {type(body).__name__}", body)
         if body.get("error"):
@@ -233,9 +251,6 @@ class GlifConnector(HTTPConnector):
         data["mime_type"] = saved.mime_type
         return saved
 
-    def _payload(self, job: JobData) -> GlifPayload:
-        return self.parse_payload(job, GlifPayload)
-
     def _workflow_error(
         self, message: str, payload: GlifPayload, body: dict[str, Any]
     ) -> ConnectorError:
@@ -264,7 +279,8 @@ class GlifConnector(HTTPConnector):
         # without running anything, and 401 for a bad one (raised by `send`).
         workflow = self.settings.health_check_workflow_id or ""
         body = {"id": workflow, "inputs": ["health-check"] if workflow else []}
-        reply = self.json_body(self.send_probe(HttpRequest("POST", self.url(), json=body)))
+        probe = HttpRequest("POST", self.client.url(), json=body)
+        reply = self.client.json_body(self.client.send_probe(probe))
         error = reply.get("error") if isinstance(reply, dict) else None
         if workflow and error:
             raise classify_glif_error(str(error)).error(

@@ -43,20 +43,21 @@ class MockPayload(BaseModel):
     test_data: Any = "Mock test successful"
 
 
-class MockConnector(BaseConnector):
+class MockConnector(BaseConnector[MockPayload]):
     """Simulates a provider: sleeps, reports stepped progress, succeeds or raises."""
 
     service_type: ClassVar[str] = "mock"
     health_check_class: ClassVar[HealthCheckClass] = HealthCheckClass.MINIMAL
     capabilities: ClassVar[HealthCheckCapabilities] = HealthCheckCapabilities()
-    payload_model: ClassVar[type[BaseModel]] = MockPayload
+    payload_model = MockPayload
 
     def __init__(self, *, sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._sleep = sleep
 
-    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
-        payload = MockPayload.model_validate(job.payload)
+    def process_job_impl(
+        self, job: JobData, payload: MockPayload, progress: ProgressCallback
+    ) -> JobResult:
         progress(
             JobProgress(job_id=job.id, progress=10, message="Starting", total_steps=payload.steps)
         )

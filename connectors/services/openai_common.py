@@ -5,7 +5,9 @@ status alone misleads twice: a 429 is either a rate limit (wait and retry) or an
 (no retry can help), and a 400 is either a bad request or a safety refusal. `classify_openai_error`
 reads the body to tell them apart; `refine_openai_error` applies it to the status-based error. The
 provider's `x-should-retry` header can veto a retry but never revive a permanent body verdict (see
-`_retryable`). Pure functions; the I/O is in the modes.
+`_retryable`). `openai_client` builds the one `HttpClient` configuration the three connectors
+share: the key, the `OPENAI_API` profile (this refinement and the `GET /models` probe). Pure
+functions apart from that; the I/O is in the client.
 """
 
 from __future__ import annotations
@@ -30,20 +32,27 @@ from connectors.errors import (
     require_secret,
 )
 from connectors.health import HealthCheckCapabilities
-from connectors.protocol.http import BearerAuth, HTTPConnector, HttpRequest, Timeouts
+from connectors.protocol.http import (
+    ApiProfile,
+    BearerAuth,
+    CallObserver,
+    HttpClient,
+    Probe,
+    Timeouts,
+)
 
 __all__ = [
     "BASE64_REMOVED",
+    "OPENAI_API",
     "OPENAI_CAPABILITIES",
     "OpenAIAuth",
     "OpenAISettings",
     "classify_openai_error",
-    "connector_kwargs",
     "error_info",
     "image_fields",
     "image_mime",
     "is_refusal",
-    "probe_models",
+    "openai_client",
     "refine_openai_error",
     "refusal_error",
     "strip_base64",
@@ -99,22 +108,6 @@ class OpenAIAuth(BearerAuth):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers.update(self._extra)
         return super().__call__(request)
-
-
-def connector_kwargs(
-    settings: OpenAISettings, service: str, read_timeout: float, kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """HTTPConnector keyword arguments from settings; a missing key is a configuration_error."""
-    key = require_secret(settings.api_key, "OPENAI_API_KEY", service=service)
-    kwargs.setdefault("timeouts", Timeouts(connect=10.0, read=read_timeout))
-    auth = OpenAIAuth(key, settings.organization, settings.project)
-    return {"base_url": settings.base_url, "auth": auth, **kwargs}
-
-
-def probe_models(connector: HTTPConnector) -> bool:
-    """The MINIMAL health probe: `GET /models` answers 200 for a valid key (else raises)."""
-    connector.send_probe(HttpRequest("GET", connector.url("models")))
-    return True
 
 
 # Refusals open with the apology; matching only the head keeps an essay *about* content policy
@@ -231,13 +224,40 @@ def refine_openai_error(
     if found is None:
         return error  # status-only: `error_from_status` already applied `x-should-retry`
     verdict = found._replace(retryable=_retryable(found, should_retry_header(response.headers)))
-    refined = error.reclassified(verdict)
+    context: dict[str, Any] = {}
     if found is _REFUSAL_CLASS:
         match = _SAFETY_ID.search(str(info.get("message") or ""))
         if match:
-            refined.annotate(safety_request_id=match.group(0))
-    refined.annotate(openai_error={k: info.get(k) for k in ("type", "code", "param")})
-    return refined
+            context["safety_request_id"] = match.group(0)
+    context["openai_error"] = {k: info.get(k) for k in ("type", "code", "param")}
+    return error.reclassified(verdict, context=context)
+
+
+# What every OpenAI connector's client adds to plain HTTP: the error bodies above, and the
+# MINIMAL health probe (`GET /models` answers 200 for a valid key, and costs nothing).
+OPENAI_API = ApiProfile(refine=refine_openai_error, probe=Probe("models"))
+
+
+def openai_client(
+    settings: OpenAISettings,
+    service: str,
+    read_timeout: float,
+    *,
+    session: requests.Session | None = None,
+    timeouts: Timeouts | None = None,
+    on_call: CallObserver | None = None,
+) -> HttpClient:
+    """The HttpClient of an OpenAI connector; a missing key is a configuration_error."""
+    key = require_secret(settings.api_key, "OPENAI_API_KEY", service=service)
+    return HttpClient(
+        service,
+        settings.base_url,
+        auth=OpenAIAuth(key, settings.organization, settings.project),
+        timeouts=timeouts or Timeouts(connect=10.0, read=read_timeout),
+        session=session,
+        on_call=on_call,
+        api=OPENAI_API,
+    )
 
 
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{100,}")

@@ -18,15 +18,13 @@ from connectors.assets import AssetSaver, Base64Data, LazyAssetSaver
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, OutputFile, ServiceMetadata
-from connectors.protocol.http import HTTPConnector, HttpRequest
+from connectors.protocol.http import CallObserver, HTTPConnector, HttpRequest, Timeouts
 from connectors.services.openai_common import (
     OPENAI_CAPABILITIES,
     OpenAISettings,
-    connector_kwargs,
     image_fields,
     image_mime,
-    probe_models,
-    refine_openai_error,
+    openai_client,
     strip_base64,
 )
 
@@ -63,37 +61,52 @@ class OpenAIImagePayload(BaseModel):
         return body
 
 
-class OpenAIImageConnector(HTTPConnector):
+class OpenAIImageConnector(HTTPConnector[OpenAIImagePayload]):
     """Generates images with the Images API and saves each one as an asset."""
 
     service_type: ClassVar[str] = "openai_image"
     version: ClassVar[str] = "1.0.0"
     health_check_class: ClassVar[HealthCheckClass] = HealthCheckClass.MINIMAL
     capabilities: ClassVar[HealthCheckCapabilities] = OPENAI_CAPABILITIES
-    payload_model: ClassVar[type[BaseModel]] = OpenAIImagePayload
+    payload_model = OpenAIImagePayload
 
-    def __init__(self, settings: OpenAISettings | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: OpenAISettings | None = None,
+        *,
+        assets: AssetSaver | None = None,
+        session: requests.Session | None = None,
+        timeouts: Timeouts | None = None,
+        on_call: CallObserver | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.settings = settings or OpenAISettings()
-        self.assets: AssetSaver = kwargs.pop("assets", None) or LazyAssetSaver()
+        self.assets: AssetSaver = assets or LazyAssetSaver()
         read = self.settings.image_timeout_seconds
-        super().__init__(**connector_kwargs(self.settings, self.service_type, read, kwargs))
+        client = openai_client(
+            self.settings,
+            self.service_type,
+            read,
+            session=session,
+            timeouts=timeouts,
+            on_call=on_call,
+        )
+        super().__init__(client=client, **kwargs)
 
-    def _payload(self, job: JobData) -> OpenAIImagePayload:
-        return self.parse_payload(job, OpenAIImagePayload)
+    def build_request(self, job: JobData, payload: OpenAIImagePayload) -> HttpRequest:
+        body = payload.body(self.settings.image_model)
+        return HttpRequest("POST", self.client.url("images/generations"), json=body)
 
-    def build_request(self, job: JobData) -> HttpRequest:
-        body = self._payload(job).body(self.settings.image_model)
-        return HttpRequest("POST", self.url("images/generations"), json=body)
-
-    def parse_response(self, response: requests.Response, job: JobData) -> JobResult:
-        body = self.json_body(response)
+    def parse_response(
+        self, response: requests.Response, job: JobData, payload: OpenAIImagePayload
+    ) -> JobResult:
+        body = self.client.json_body(response)
         items = body.get("data") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             raise self._missing("no `data` images in the reply", body)
         encoded = [item.get("b64_json") if isinstance(item, dict) else None for item in items]
         if not all(isinstance(b64, str) and b64 for b64 in encoded):
             raise self._missing("an image came without `b64_json`", body)
-        payload = self._payload(job)
         fmt = body.get("output_format") if isinstance(body.get("output_format"), str) else None
         images, files = self._images(items, job, fmt, inline=not payload.save_assets)
         model = payload.model or self.settings.image_model
@@ -145,11 +158,3 @@ class OpenAIImageConnector(HTTPConnector):
             service=self.service_type,
             context={"raw_response": strip_base64(body)},
         )
-
-    def refine_error(
-        self, error: ConnectorError, response: requests.Response, body: Any
-    ) -> ConnectorError:
-        return refine_openai_error(error, response, body)
-
-    def health_probe(self) -> bool:
-        return probe_models(self)

@@ -14,22 +14,19 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel
 
 from connectors.assets import AssetSaver, Base64Data, LazyAssetSaver, SavedAsset
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
-from connectors.protocol.http import HttpRequest
+from connectors.protocol.http import CallObserver, HttpRequest, Timeouts
 from connectors.protocol.polling import PollingHTTPConnector, PollPolicy, PollStatus
 from connectors.services.openai_common import (
     OPENAI_CAPABILITIES,
     OpenAISettings,
-    connector_kwargs,
     image_fields,
     image_mime,
-    probe_models,
-    refine_openai_error,
+    openai_client,
     refusal_error,
     strip_base64,
 )
@@ -58,7 +55,7 @@ __all__ = [
 ]
 
 
-class OpenAIResponsesConnector(PollingHTTPConnector):
+class OpenAIResponsesConnector(PollingHTTPConnector[OpenAIResponsesPayload]):
     """Runs a background Response, polls it, and saves any generated images."""
 
     service_type: ClassVar[str] = "openai_responses"
@@ -67,11 +64,20 @@ class OpenAIResponsesConnector(PollingHTTPConnector):
     capabilities: ClassVar[HealthCheckCapabilities] = OPENAI_CAPABILITIES.model_copy(
         update={"supportsJobStatusQuery": True, "supportsJobCancellation": True}
     )
-    payload_model: ClassVar[type[BaseModel]] = OpenAIResponsesPayload
+    payload_model = OpenAIResponsesPayload
 
-    def __init__(self, settings: OpenAISettings | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: OpenAISettings | None = None,
+        *,
+        assets: AssetSaver | None = None,
+        session: requests.Session | None = None,
+        timeouts: Timeouts | None = None,
+        on_call: CallObserver | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.settings = settings or OpenAISettings()
-        self.assets: AssetSaver = kwargs.pop("assets", None) or LazyAssetSaver()
+        self.assets: AssetSaver = assets or LazyAssetSaver()
         kwargs.setdefault(
             "poll_policy",
             PollPolicy(
@@ -80,29 +86,36 @@ class OpenAIResponsesConnector(PollingHTTPConnector):
             ),
         )
         read = self.settings.timeout_seconds
-        super().__init__(**connector_kwargs(self.settings, self.service_type, read, kwargs))
+        client = openai_client(
+            self.settings,
+            self.service_type,
+            read,
+            session=session,
+            timeouts=timeouts,
+            on_call=on_call,
+        )
+        super().__init__(client=client, **kwargs)
 
-    def _payload(self, job: JobData) -> OpenAIResponsesPayload:
-        return self.parse_payload(job, OpenAIResponsesPayload)
-
-    def build_request(self, job: JobData) -> HttpRequest:
-        body = request_body(self._payload(job), self.settings.responses_model)
-        return HttpRequest("POST", self.url("responses"), json=body)
+    def build_request(self, job: JobData, payload: OpenAIResponsesPayload) -> HttpRequest:
+        body = request_body(payload, self.settings.responses_model)
+        return HttpRequest("POST", self.client.url("responses"), json=body)
 
     def extract_job_id(self, response: requests.Response, job: JobData) -> str:
-        body = self.json_body(response)
+        body = self.client.json_body(response)
         return str(body.get("id") or "") if isinstance(body, dict) else ""
 
     def build_poll_request(self, service_job_id: str, job: JobData) -> HttpRequest:
-        return HttpRequest("GET", self.url(f"responses/{service_job_id}"))
+        return HttpRequest("GET", self.client.url(f"responses/{service_job_id}"))
 
     def build_cancel_request(self, service_job_id: str, job: JobData) -> HttpRequest | None:
-        return HttpRequest("POST", self.url(f"responses/{service_job_id}/cancel"))
+        return HttpRequest("POST", self.client.url(f"responses/{service_job_id}/cancel"))
 
     def check_status(self, response: requests.Response, job: JobData) -> PollStatus:
-        return poll_status(self.json_body(response), self.service_type)
+        return poll_status(self.client.json_body(response), self.service_type)
 
-    def build_result(self, status: PollStatus, job: JobData) -> JobResult:
+    def build_result(
+        self, status: PollStatus, job: JobData, payload: OpenAIResponsesPayload
+    ) -> JobResult:
         body: dict[str, Any] = status.result
         output = parse_output(body)
         context = {"response_id": body.get("id"), "raw_output": strip_base64(body.get("output"))}
@@ -111,17 +124,17 @@ class OpenAIResponsesConnector(PollingHTTPConnector):
             raise refusal_error(refused, service=self.service_type, context=context)
         if not output.images and not output.text:
             raise self._missing("completed with neither text nor an image", context)
-        saved = self._images(output, job, context)
-        return self._result(body, output, saved, job)
+        saved = self._images(output, job, context, inline=not payload.save_assets)
+        model = body.get("model") or payload.request().model or self.settings.responses_model
+        return self._result(body, output, saved, model)
 
     def _images(
-        self, output: ResponseOutput, job: JobData, context: dict[str, Any]
+        self, output: ResponseOutput, job: JobData, context: dict[str, Any], *, inline: bool
     ) -> list[dict[str, Any]]:
         failed = [call for call in output.images if call.result is None]
         if failed:
             why = output.text or f"image call {failed[0].id} ended {failed[0].status}"
             raise self._missing(f"Image generation failed: {why}", context)
-        inline = not self._payload(job).save_assets
         return [self._image(call, job, inline) for call in output.images]
 
     def _image(self, call: ImageCall, job: JobData, inline: bool) -> dict[str, Any]:
@@ -142,11 +155,8 @@ class OpenAIResponsesConnector(PollingHTTPConnector):
         body: dict[str, Any],
         output: ResponseOutput,
         images: list[dict[str, Any]],
-        job: JobData,
+        model: str,
     ) -> JobResult:
-        model = (
-            body.get("model") or self._payload(job).request().model or self.settings.responses_model
-        )
         data: dict[str, Any] = {
             "content_type": "image" if images else "text",
             "openai_response_id": body.get("id"),
@@ -175,11 +185,3 @@ class OpenAIResponsesConnector(PollingHTTPConnector):
         return Classification(
             FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA
         ).error(f"OpenAI response unusable: {problem}", service=self.service_type, context=context)
-
-    def refine_error(
-        self, error: ConnectorError, response: requests.Response, body: Any
-    ) -> ConnectorError:
-        return refine_openai_error(error, response, body)
-
-    def health_probe(self) -> bool:
-        return probe_models(self)

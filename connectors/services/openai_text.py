@@ -19,16 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from connectors.errors import ConnectorError
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobResult, ServiceMetadata
-from connectors.protocol.http import HttpRequest
+from connectors.protocol.http import CallObserver, HttpRequest, Timeouts
 from connectors.protocol.streaming import SSEDecoder, SSEEvent, StreamingHTTPConnector, stream_error
 from connectors.services.openai_common import (
     OPENAI_CAPABILITIES,
     OpenAISettings,
     classify_openai_error,
-    connector_kwargs,
     error_info,
-    probe_models,
-    refine_openai_error,
+    openai_client,
     refusal_error,
 )
 
@@ -111,33 +109,42 @@ def fold_chunk(state: TextStream, data: dict[str, Any]) -> TextStream:
     return state
 
 
-class OpenAITextConnector(StreamingHTTPConnector[TextStream]):
+class OpenAITextConnector(StreamingHTTPConnector[OpenAITextPayload, TextStream]):
     """Streams an OpenAI chat completion and returns its text, finish reason and usage."""
 
     service_type: ClassVar[str] = "openai_text"
     version: ClassVar[str] = "1.0.0"
     health_check_class: ClassVar[HealthCheckClass] = HealthCheckClass.MINIMAL
     capabilities: ClassVar[HealthCheckCapabilities] = OPENAI_CAPABILITIES
-    payload_model: ClassVar[type[BaseModel]] = OpenAITextPayload
+    payload_model = OpenAITextPayload
 
-    def __init__(self, settings: OpenAISettings | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: OpenAISettings | None = None,
+        *,
+        session: requests.Session | None = None,
+        timeouts: Timeouts | None = None,
+        on_call: CallObserver | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.settings = settings or OpenAISettings()
         kwargs.pop("assets", None)  # text is returned inline; accepted for a uniform signature
         kwargs.setdefault("decoder", SSEDecoder(done_marker="[DONE]", end_required=True))
         # The whole job's bound: the task's soft time limit (emp_tasks.tasks, 2 x the service's
         # timeout + 30 s, the same OPENAI_TIMEOUT_SECONDS), which the threads pool never enforces.
         kwargs.setdefault("deadline", 2 * self.settings.timeout_seconds + 30)
-        super().__init__(
-            **connector_kwargs(
-                self.settings, self.service_type, self.settings.timeout_seconds, kwargs
-            )
+        read = self.settings.timeout_seconds
+        client = openai_client(
+            self.settings,
+            self.service_type,
+            read,
+            session=session,
+            timeouts=timeouts,
+            on_call=on_call,
         )
+        super().__init__(client=client, **kwargs)
 
-    def _payload(self, job: JobData) -> OpenAITextPayload:
-        return self.parse_payload(job, OpenAITextPayload)
-
-    def build_request(self, job: JobData) -> HttpRequest:
-        payload = self._payload(job)
+    def build_request(self, job: JobData, payload: OpenAITextPayload) -> HttpRequest:
         body: dict[str, Any] = {
             "model": payload.model or self.settings.text_model,
             "messages": payload.chat_messages(),
@@ -152,7 +159,7 @@ class OpenAITextConnector(StreamingHTTPConnector[TextStream]):
             body["max_tokens"] = max_tokens
         if temperature is not None:
             body["temperature"] = temperature
-        return HttpRequest("POST", self.url("chat/completions"), json=body)
+        return HttpRequest("POST", self.client.url("chat/completions"), json=body)
 
     def new_accumulator(self, job: JobData) -> TextStream:
         return TextStream()
@@ -162,27 +169,25 @@ class OpenAITextConnector(StreamingHTTPConnector[TextStream]):
         return fold_chunk(state, data) if isinstance(data, dict) else state
 
     def check_chunk(self, chunk: Any, job: JobData) -> ConnectorError | None:
-        error = stream_error(chunk)
+        error = stream_error(chunk, self.service_type)
         if error is None:
             return None
         info = error_info(chunk.data if isinstance(chunk, SSEEvent) else chunk)
         found = classify_openai_error(None, info)
-        if found is None:
-            return error
-        refined = error.reclassified(found)
-        refined.attach_service(self.service_type)
-        return refined
+        return error if found is None else error.reclassified(found)
 
     def is_complete(self, state: TextStream, job: JobData) -> bool:
         return state.finish_reason is not None
 
-    def build_result(self, state: TextStream, job: JobData) -> JobResult:
+    def build_result(
+        self, state: TextStream, job: JobData, payload: OpenAITextPayload
+    ) -> JobResult:
         text = "".join(state.parts)
         if state.finish_reason == "content_filter" or state.refusal:
             reason = "".join(state.refusal) or "the output was stopped by the content filter"
             context = {"finish_reason": state.finish_reason, "partial_text": text}
             raise refusal_error(reason, service=self.service_type, context=context)
-        model = state.model or self._payload(job).model or self.settings.text_model
+        model = state.model or payload.model or self.settings.text_model
         usage = state.usage or {}
         return JobResult(
             data={
@@ -202,11 +207,3 @@ class OpenAITextConnector(StreamingHTTPConnector[TextStream]):
                 processing_stats={"usage": usage},
             ),
         )
-
-    def refine_error(
-        self, error: ConnectorError, response: requests.Response, body: Any
-    ) -> ConnectorError:
-        return refine_openai_error(error, response, body)
-
-    def health_probe(self) -> bool:
-        return probe_models(self)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel, Field
 
-from connectors.base import BaseConnector
+from connectors.base import AnyPayload, BaseConnector
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
@@ -30,7 +30,7 @@ class EchoConnector(BaseConnector):
         super().__init__(**kwargs)
         self.impl = impl or (lambda job, progress: JobResult(data={"echo": job.payload}))
 
-    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
+    def process_job_impl(self, job: JobData, payload: Any, progress: ProgressCallback) -> JobResult:
         result: JobResult = self.impl(job, progress)
         return result
 
@@ -196,18 +196,27 @@ def test_connector_error_passes_through_unchanged_with_service_attached() -> Non
     )
     with pytest.raises(ConnectorError) as info:
         EchoConnector(raise_(raised)).process_job(JOB)
+    named = info.value  # a copy naming the service: the raised error is not rewritten
+    assert raised.service is None
+    assert named.service == "echo"
+    assert named.args[1]["service"] == "echo"  # kept for the result backend
+    assert named.failure_reason is FailureReason.INSUFFICIENT_CREDITS
+    assert named.context == {"k": "v"}
+    assert (named.message, named.timestamp) == (raised.message, raised.timestamp)
+
+
+def test_connector_error_naming_its_service_passes_through_as_is() -> None:
+    raised = ConnectorError("x", service="echo")
+    with pytest.raises(ConnectorError) as info:
+        EchoConnector(raise_(raised)).process_job(JOB)
     assert info.value is raised
-    assert raised.service == "echo"
-    assert raised.args[1]["service"] == "echo"  # kept for the result backend
-    assert raised.failure_reason is FailureReason.INSUFFICIENT_CREDITS
-    assert raised.context == {"k": "v"}
 
 
 def test_connector_error_keeps_a_service_it_already_names() -> None:
     raised = ConnectorError("x", service="upstream")
-    with pytest.raises(ConnectorError):
+    with pytest.raises(ConnectorError) as info:
         EchoConnector(raise_(raised)).process_job(JOB)
-    assert raised.service == "upstream"
+    assert info.value.service == "upstream"
 
 
 # --- no per-job state -------------------------------------------------------------------------
@@ -353,7 +362,7 @@ class PromptPayload(BaseModel):
 
 class ValidatingConnector(EchoConnector):
     service_type: ClassVar[str] = "validating"
-    payload_model: ClassVar[type[BaseModel] | None] = PromptPayload
+    payload_model = PromptPayload
 
 
 def test_validate_payload_returns_the_model() -> None:
@@ -398,8 +407,54 @@ def test_validate_payload_rejects_a_non_object() -> None:
     assert info.value.context["field"] == "payload"
 
 
+class TypedConnector(BaseConnector[PromptPayload]):
+    """Returns what its hook was handed: the payload model, never the raw dict."""
+
+    service_type: ClassVar[str] = "typed"
+    payload_model = PromptPayload
+
+    def process_job_impl(
+        self, job: JobData, payload: PromptPayload, progress: ProgressCallback
+    ) -> JobResult:
+        return JobResult(data={"type": type(payload).__name__, "steps": payload.steps})
+
+
+def test_process_job_validates_a_raw_payload_and_hands_the_model_to_the_hook() -> None:
+    job = JobData(id="j", type="typed", payload={"prompt": "a cat", "steps": 4})
+    assert TypedConnector().process_job(job).data == {"type": "PromptPayload", "steps": 4}
+
+
+def test_process_job_refuses_a_bad_raw_payload_before_the_hook() -> None:
+    job = JobData(id="j", type="typed", payload={"steps": 4})
+    with pytest.raises(ConnectorError) as info:
+        TypedConnector().process_job(job)
+    assert (info.value.context["field"], info.value.service) == ("prompt", "typed")
+
+
+def test_a_payload_the_worker_validated_is_not_validated_again() -> None:
+    checked = TypedConnector.validate_payload({"prompt": "a cat", "steps": 7})
+    # The raw dict is no longer valid, so a second validation would fail: none happens.
+    job = JobData(id="j", type="typed", payload={"steps": "many"}).with_validated(checked)
+    assert TypedConnector().process_job(job).data == {"type": "PromptPayload", "steps": 7}
+
+
+def test_a_validated_payload_of_another_model_is_checked_again() -> None:
+    other = AnyPayload.model_validate({"prompt": "x"})
+    job = JobData(id="j", type="typed", payload={"prompt": "a cat"}).with_validated(other)
+    assert TypedConnector().process_job(job).data == {"type": "PromptPayload", "steps": 20}
+
+
+def test_a_copy_with_a_new_payload_drops_the_validated_one() -> None:
+    checked = TypedConnector.validate_payload({"prompt": "a cat"})
+    job = JobData(id="j", type="typed", payload={"prompt": "a cat"}).with_validated(checked)
+    assert job.validated is checked
+    assert job.model_copy(update={"payload": {"prompt": "a dog"}}).validated is None
+
+
 def test_validate_payload_without_a_model_accepts_any_object() -> None:
-    assert EchoConnector.validate_payload({"anything": 1}) is None
+    model = EchoConnector.validate_payload({"anything": 1})
+    assert isinstance(model, AnyPayload)
+    assert model.model_dump() == {"anything": 1}
 
 
 # --- service support ----------------------------------------------------------------------------

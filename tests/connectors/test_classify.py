@@ -306,5 +306,8 @@ def test_arbitrary_exception_falls_back_to_its_message() -> None:
 
 def test_connector_error_passes_through_and_gets_the_service() -> None:
     original = ConnectorError("x", failure_reason=R.JOB_FAILED)
-    assert error_from_exception(original, "glif") is original
-    assert original.service == "glif"
+    named = error_from_exception(original, "glif")
+    assert named.service == "glif"
+    assert named.to_dict() == {**original.to_dict(), "service": "glif"}
+    assert original.service is None  # a copy: the error is not rewritten on its way up
+    assert error_from_exception(named, "other") is named  # one that names a service is kept

@@ -277,9 +277,37 @@ def test_round_trip_keeps_a_non_default_retryable() -> None:
 
 def test_attached_service_survives_round_trips() -> None:
     error = ConnectorError("x", failure_reason=FailureReason.JOB_FAILED)
-    error.attach_service("openai")
+    error = error.with_context(service="openai")
     assert ConnectorError(*json.loads(json.dumps(error.args))).service == "openai"
     assert pickle.loads(pickle.dumps(error)).service == "openai"
+
+
+def test_with_context_builds_a_new_error_and_keeps_the_original() -> None:
+    original = ConnectorError(
+        "slow",
+        failure_reason=FailureReason.REQUESTS_PER_MINUTE,
+        retry_after=3,
+        status_code=429,
+        context={"a": 1},
+    )
+    built = original.with_context({"b": 2}, note="not retried: spent", service="glif")
+    assert built is not original
+    assert (original.message, original.context, original.service) == ("slow", {"a": 1}, None)
+    assert built.message == "slow (not retried: spent)"
+    assert built.context == {"a": 1, "b": 2}
+    assert (built.service, built.retry_after, built.status_code) == ("glif", 3, 429)
+    assert built.classification == original.classification
+    assert built.timestamp == original.timestamp
+    for rebuilt in (
+        ConnectorError(*json.loads(json.dumps(built.args))),
+        pickle.loads(pickle.dumps(built)),
+    ):
+        assert rebuilt.to_dict() == built.to_dict()
+
+
+def test_with_context_redacts_what_it_adds() -> None:
+    built = ConnectorError("x").with_context({"api_key": "sk-live-abcdef123456"})
+    assert "sk-live-abcdef123456" not in json.dumps(built.to_dict())
 
 
 def test_str_is_the_message_and_repr_names_the_classification() -> None:

@@ -159,19 +159,20 @@ class ScriptedPayload(BaseModel):
     retry_after: float | None = None
 
 
-class ScriptedConnector(BaseConnector):
+class ScriptedConnector(BaseConnector[ScriptedPayload]):
     """Counts its provider calls and fails as its payload asks."""
 
     service_type: ClassVar[str] = "scripted"
-    payload_model: ClassVar[type[BaseModel]] = ScriptedPayload
+    payload_model = ScriptedPayload
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.calls = 0
 
-    def process_job_impl(self, job: JobData, progress: ProgressCallback) -> JobResult:
-        self.calls += 1  # before parsing: a payload that reaches here was "sent to the provider"
-        payload = self.parse_payload(job, ScriptedPayload)
+    def process_job_impl(
+        self, job: JobData, payload: ScriptedPayload, progress: ProgressCallback
+    ) -> JobResult:
+        self.calls += 1  # a payload that reaches here was "sent to the provider"
         if payload.fail == "bug":
             raise KeyError("choices")  # a bug of ours, not a verdict of the provider
         if payload.fail is not None:

@@ -11,7 +11,8 @@ from celery.exceptions import Retry
 from connectors.errors import ConnectorError
 from connectors.models import JobProgress
 from emp_tasks.config import ServiceSpec
-from emp_tasks.runner import JobEvents, _fail_or_retry, get_connector, run_job
+from emp_tasks.retry import RetryDecision
+from emp_tasks.runner import JobEvents, _fail_or_retry, final_error, get_connector, run_job
 from tests.emp_tasks.fakes import BrokenConnector, FakeTask, FakeTimers, ScriptedConnector
 
 PROMPT = {"prompt": "a happy horse"}
@@ -213,3 +214,25 @@ def test_no_progress_follows_the_outcome_event(
     timer.fire_late()  # even a timer thread already past its wait sends nothing now
     assert task.event_names == [outcome_event]
     assert task.states == []
+
+
+def test_final_error_is_built_once_and_leaves_the_raised_error_alone() -> None:
+    raised = ConnectorError("busy", failure_type="service_error", context={"k": "v"})
+    gave_up = RetryDecision(None, "gave up after 3 attempts (2 retries)")
+    final = final_error(raised, "scripted", 3, gave_up)
+    assert final is not raised
+    assert final.message == "busy (not retried: gave up after 3 attempts (2 retries))"
+    assert final.context == {"k": "v", "attempts": 3, "gave_up": gave_up.reason}
+    assert final.service == "scripted"
+    assert (raised.message, raised.context, raised.service) == ("busy", {"k": "v"}, None)
+
+
+def test_final_error_of_a_retry_only_names_the_service() -> None:
+    raised = ConnectorError("busy", failure_type="service_error")
+    retry = RetryDecision(2.0, "retrying in 2s")
+    assert final_error(raised, "scripted", 1, retry).to_dict() == {
+        **raised.to_dict(),
+        "service": "scripted",
+    }
+    named = ConnectorError("busy", failure_type="service_error", service="glif")
+    assert final_error(named, "scripted", 1, retry) is named

@@ -8,11 +8,13 @@ from typing import Any, ClassVar
 import pytest
 import requests
 
+from connectors.base import AnyPayload
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult
 from connectors.protocol.http import (
     ApiKeyHeaderAuth,
     BearerAuth,
+    HttpClient,
     HTTPConnector,
     HttpRequest,
     Timeouts,
@@ -36,28 +38,31 @@ TOKEN = "http-unit-test-token-9a8b7c"
 JOB = JobData(id="job-7", type="echo", payload={"prompt": "a cat"})
 
 
-class EchoHTTP(HTTPConnector):
+class EchoHTTP(HTTPConnector[AnyPayload]):
     """POSTs the payload to /generate?key=... and returns the JSON body as data."""
 
     service_type: ClassVar[str] = "echo_http"
 
-    def build_request(self, job: JobData) -> HttpRequest:
+    def build_request(self, job: JobData, payload: AnyPayload) -> HttpRequest:
         return HttpRequest(
             "POST",
-            self.url("/generate"),
+            self.client.url("/generate"),
             json=job.payload,
             params={"key": "query-secret"},
             headers={"X-Trace": job.id},
         )
 
-    def parse_response(self, response: requests.Response, job: JobData) -> JobResult:
-        return JobResult(data={"body": self.json_body(response)})
+    def parse_response(
+        self, response: requests.Response, job: JobData, payload: AnyPayload
+    ) -> JobResult:
+        return JobResult(data={"body": self.client.json_body(response)})
 
 
 def make(*script: Reply | BaseException, **kwargs: Any) -> tuple[EchoHTTP, FakeAdapter]:
     session, adapter = fake_session(*script)
     kwargs.setdefault("auth", BearerAuth(TOKEN))
-    return EchoHTTP(base_url="https://api.example.test/v1/", session=session, **kwargs), adapter
+    client = HttpClient("echo_http", "https://api.example.test/v1/", session=session, **kwargs)
+    return EchoHTTP(client=client), adapter
 
 
 def failure(connector: HTTPConnector, job: JobData = JOB) -> ConnectorError:
@@ -100,9 +105,9 @@ def test_progress_is_reported_through_the_request() -> None:
 
 def test_url_joins_base_and_path_without_double_slashes() -> None:
     connector, _ = make()
-    assert connector.url() == "https://api.example.test/v1"
-    assert connector.url("/x") == "https://api.example.test/v1/x"
-    assert connector.url("x") == "https://api.example.test/v1/x"
+    assert connector.client.url() == "https://api.example.test/v1"
+    assert connector.client.url("/x") == "https://api.example.test/v1/x"
+    assert connector.client.url("x") == "https://api.example.test/v1/x"
 
 
 # --- error statuses -----------------------------------------------------------------------------
@@ -294,7 +299,9 @@ def test_network_failure_context_has_no_credentials() -> None:
 
 def test_network_failure_request_context_is_redacted_and_truncated() -> None:
     session, _ = fake_session(requests.ConnectionError("refused"))
-    connector = EchoHTTP(base_url="https://api.example.test", session=session)
+    connector = EchoHTTP(
+        client=HttpClient("echo_http", "https://api.example.test", session=session)
+    )
     job = JobData(id="j", type="echo", payload={"api_key": "sk-in-body-123456", "p": "x" * 9000})
     error = failure(connector, job)
     body = error.context["request"]["body"]
@@ -378,9 +385,9 @@ def test_new_session_pool_size_is_configurable() -> None:
 
 
 def test_default_session_and_timeouts() -> None:
-    connector = EchoHTTP(base_url="https://api.example.test")
-    assert isinstance(connector.session, requests.Session)
-    assert connector.timeouts.as_tuple() == (10.0, 60.0)
+    client = HttpClient("echo_http", "https://api.example.test")
+    assert isinstance(client.session, requests.Session)
+    assert client.timeouts.as_tuple() == (10.0, 60.0)
 
 
 def test_request_summary_drops_query_and_keeps_method_and_body() -> None:

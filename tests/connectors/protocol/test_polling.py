@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 import requests
 
+from connectors.base import AnyPayload
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult
+from connectors.protocol.client import HttpClient
 from connectors.protocol.http import HttpRequest
 from connectors.protocol.polling import (
     PollingHTTPConnector,
@@ -44,22 +46,22 @@ class FakeClock:
         self.now += seconds
 
 
-class JobsConnector(PollingHTTPConnector):
+class JobsConnector(PollingHTTPConnector[AnyPayload]):
     """A provider with POST /jobs, GET /jobs/{id} and no cancel."""
 
     service_type = "fakejobs"
 
-    def build_request(self, job: JobData) -> HttpRequest:
-        return HttpRequest("POST", self.url("jobs"), json=job.payload)
+    def build_request(self, job: JobData, payload: AnyPayload) -> HttpRequest:
+        return HttpRequest("POST", self.client.url("jobs"), json=job.payload)
 
     def extract_job_id(self, response: requests.Response, job: JobData) -> str:
-        return str(self.json_body(response).get("id") or "")
+        return str(self.client.json_body(response).get("id") or "")
 
     def build_poll_request(self, service_job_id: str, job: JobData) -> HttpRequest:
-        return HttpRequest("GET", self.url(f"jobs/{service_job_id}"))
+        return HttpRequest("GET", self.client.url(f"jobs/{service_job_id}"))
 
     def check_status(self, response: requests.Response, job: JobData) -> PollStatus:
-        body: dict[str, Any] = self.json_body(response)
+        body: dict[str, Any] = self.client.json_body(response)
         state = body["status"]
         if state == "succeeded":
             return PollStatus("completed", result=body["output"], raw=body)
@@ -74,7 +76,7 @@ class JobsConnector(PollingHTTPConnector):
             return PollStatus("failed", message=body.get("error"), raw=body, error=error)
         return PollStatus("pending", progress=body.get("progress"), message=state, raw=body)
 
-    def build_result(self, status: PollStatus, job: JobData) -> JobResult:
+    def build_result(self, status: PollStatus, job: JobData, payload: AnyPayload) -> JobResult:
         return JobResult(data={"output": status.result})
 
 
@@ -82,7 +84,7 @@ class CancellableJobsConnector(JobsConnector):
     """The same provider, whose API can cancel a job."""
 
     def build_cancel_request(self, service_job_id: str, job: JobData) -> HttpRequest | None:
-        return HttpRequest("POST", self.url(f"jobs/{service_job_id}/cancel"))
+        return HttpRequest("POST", self.client.url(f"jobs/{service_job_id}/cancel"))
 
 
 JOB = JobData(id="j-1", type="fakejobs", payload={"prompt": "a fox"})
@@ -105,8 +107,7 @@ def make_connector(
     transport = ScriptedTransport().add("POST", SUBMIT, submit).add("GET", POLL, *poll_replies)
     policy = {"interval": 5.0, "deadline": 60.0, **policy}
     connector = cls(
-        base_url=BASE,
-        session=transport.session(),
+        client=HttpClient("fakejobs", BASE, session=transport.session()),
         poll_policy=PollPolicy(clock=clock, sleep=clock.sleep, **policy),
         clock=clock,
     )

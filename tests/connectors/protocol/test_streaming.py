@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from connectors.base import AnyPayload
 from connectors.errors import ConnectorError, FailureReason, FailureType
 from connectors.models import JobData, JobProgress, JobResult
+from connectors.protocol.client import HttpClient
 from connectors.protocol.framing import BOM
 from connectors.protocol.http import HttpRequest
 from connectors.protocol.streaming import (
@@ -51,13 +53,13 @@ class Text:
     finished: bool = False
 
 
-class TextConnector(StreamingHTTPConnector[Text]):
+class TextConnector(StreamingHTTPConnector[AnyPayload, Text]):
     """Reads OpenAI chat chunks, Responses events or Ollama lines into text."""
 
     service_type = "streamer"
 
-    def build_request(self, job: JobData) -> HttpRequest:
-        return HttpRequest("POST", self.url("generate"), json=job.payload)  # stream left False
+    def build_request(self, job: JobData, payload: AnyPayload) -> HttpRequest:
+        return HttpRequest("POST", self.client.url("generate"), json=job.payload)  # not streamed
 
     def new_accumulator(self, job: JobData) -> Text:
         return Text()
@@ -77,7 +79,7 @@ class TextConnector(StreamingHTTPConnector[Text]):
             state.finished = state.finished or chunk.get("done") is True
         return state
 
-    def build_result(self, state: Text, job: JobData) -> JobResult:
+    def build_result(self, state: Text, job: JobData, payload: AnyPayload) -> JobResult:
         return JobResult(data={"text": "".join(state.parts), "events": state.events})
 
 
@@ -109,6 +111,10 @@ RESPONSES = [
 ]
 
 
+def client(transport: ScriptedTransport) -> HttpClient:
+    return HttpClient("streamer", BASE, session=transport.session())
+
+
 def run(
     reply: Reply,
     decoder: StreamDecoder,
@@ -116,7 +122,7 @@ def run(
     **kwargs: Any,
 ) -> tuple[JobResult, list[JobProgress], ScriptedTransport]:
     transport = ScriptedTransport().add("POST", URL, reply)
-    connector = cls(base_url=BASE, session=transport.session(), decoder=decoder, **kwargs)
+    connector = cls(client=client(transport), decoder=decoder, **kwargs)
     reports: list[JobProgress] = []
     return connector.process_job(JOB, reports.append), reports, transport
 
@@ -340,7 +346,7 @@ def test_connection_failure_mid_stream_is_classified_and_closes_the_response(
 ) -> None:
     reply = Reply(200, sse_chunks(chat_chunk("a")), SSE, error_after=exc)
     transport = ScriptedTransport().add("POST", URL, reply)
-    connector = TextConnector(base_url=BASE, session=transport.session(), decoder=SSEDecoder())
+    connector = TextConnector(client=client(transport), decoder=SSEDecoder())
     with pytest.raises(ConnectorError) as info:
         connector.process_job(JOB)
     error = info.value
@@ -377,9 +383,7 @@ def test_stream_past_its_deadline_is_a_retryable_timeout_and_closes_the_response
 ) -> None:
     transport = ScriptedTransport().add("POST", URL, Reply(200, chunks, SSE))
     clock = ReadClock(transport, per_read, submit)
-    connector = TextConnector(
-        base_url=BASE, session=transport.session(), decoder=decoder, clock=clock
-    )
+    connector = TextConnector(client=client(transport), decoder=decoder, clock=clock)
     with pytest.raises(ConnectorError) as info:
         connector.process_job(JOB)
     error = info.value
@@ -412,8 +416,7 @@ def test_stream_that_ends_inside_its_deadline_completes(
     transport = ScriptedTransport().add("POST", URL, Reply(200, sse_chunks(*CHAT, "[DONE]"), SSE))
     clock = ReadClock(transport, per_read)
     connector = TextConnector(
-        base_url=BASE,
-        session=transport.session(),
+        client=client(transport),
         decoder=SSEDecoder(end_required=True),
         clock=clock,
         **kwargs,
@@ -433,7 +436,7 @@ BAD_LIMITS = {
 @pytest.mark.parametrize("kwargs", BAD_LIMITS.values(), ids=BAD_LIMITS.keys())
 def test_constructor_rejects_limits_that_cannot_hold(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        TextConnector(base_url=BASE, decoder=SSEDecoder(), **kwargs)
+        TextConnector(client=HttpClient("streamer", BASE), decoder=SSEDecoder(), **kwargs)
 
 
 SUBMIT_FAILURES = {
