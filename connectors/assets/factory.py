@@ -6,14 +6,21 @@ import threading
 from collections.abc import Mapping
 
 from connectors.assets.base import SERVICE, AssetSaver, AssetSource, ExpectedKind, SavedAsset
-from connectors.assets.local import LocalAssetSaver
+from connectors.assets.local import LocalStore
 from connectors.assets.netguard import DownloadPolicy
-from connectors.assets.s3 import S3AssetSaver
+from connectors.assets.pipeline import Saver, Store
+from connectors.assets.s3 import S3Store, build_s3_client
 from connectors.assets.settings import AssetSettings, load_settings
 from connectors.errors import configuration_error
 from connectors.models import JobData
 
-__all__ = ["PROVIDERS", "LazyAssetSaver", "download_policy", "saver_from_env"]
+__all__ = [
+    "PROVIDERS",
+    "LazyAssetSaver",
+    "download_policy",
+    "saver_from_env",
+    "store_from_settings",
+]
 
 PROVIDERS = ("local", "s3")
 
@@ -28,43 +35,49 @@ def download_policy(settings: AssetSettings) -> DownloadPolicy:
     )
 
 
-def _s3(settings: AssetSettings, policy: DownloadPolicy) -> S3AssetSaver:
+def _s3(settings: AssetSettings) -> S3Store:
     if not settings.cloud_storage_bucket:
         raise configuration_error(
             "CLOUD_STORAGE_BUCKET is required when CLOUD_STORAGE_PROVIDER=s3",
             variables=["CLOUD_STORAGE_BUCKET"],
             service=SERVICE,
         )
-    return S3AssetSaver(
-        bucket=settings.cloud_storage_bucket,
-        endpoint_url=settings.cloud_storage_endpoint_url,
+    endpoint = settings.cloud_storage_endpoint_url
+    client = build_s3_client(
+        endpoint_url=endpoint,
         region_name=settings.cloud_storage_region,
         addressing_style=settings.cloud_storage_addressing_style,
-        prefix=settings.cloud_storage_prefix,
+    )
+    return S3Store(
+        client,
+        settings.cloud_storage_bucket,
         cdn_url=settings.cloud_cdn_url,
         url_ttl_seconds=settings.cloud_storage_url_ttl_seconds,
-        policy=policy,
+        endpoint_url=endpoint,
     )
 
 
-def saver_from_env(env: Mapping[str, str] | None = None) -> AssetSaver:
-    """The saver CLOUD_STORAGE_PROVIDER names: `local` (default) or `s3` (S3, R2, MinIO)."""
-    settings = load_settings(env)
+def store_from_settings(settings: AssetSettings) -> Store:
+    """The store CLOUD_STORAGE_PROVIDER names: `local` (default) or `s3` (S3, R2, MinIO)."""
     provider = settings.cloud_storage_provider.strip().lower()
-    policy = download_policy(settings)
     if provider == "s3":
-        return _s3(settings, policy)
+        return _s3(settings)
     if provider == "local":
-        return LocalAssetSaver(
-            settings.cloud_storage_local_dir,
-            public_url=settings.cloud_storage_public_url,
-            prefix=settings.cloud_storage_prefix,
-            policy=policy,
-        )
+        return LocalStore(settings.cloud_storage_local_dir, settings.cloud_storage_public_url)
     raise configuration_error(
         f"CLOUD_STORAGE_PROVIDER={provider!r} is not supported (use one of {', '.join(PROVIDERS)})",
         variables=["CLOUD_STORAGE_PROVIDER"],
         service=SERVICE,
+    )
+
+
+def saver_from_env(env: Mapping[str, str] | None = None) -> AssetSaver:
+    """The Saver for the worker's environment: its store, prefix and download policy."""
+    settings = load_settings(env)
+    return Saver(
+        store_from_settings(settings),
+        prefix=settings.cloud_storage_prefix,
+        policy=download_policy(settings),
     )
 
 

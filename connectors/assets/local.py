@@ -1,4 +1,4 @@
-"""LocalAssetSaver: outputs saved under a local folder (default `./var/assets/`).
+"""LocalStore: outputs saved under a local folder (default `./var/assets/`).
 
 The embedded default for development and the sandbox demo. Files are written to a temp file in
 the target folder and renamed into place, so a reader never sees half a file and a retried job
@@ -17,36 +17,24 @@ from urllib.parse import quote
 import requests
 
 from connectors.assets.base import SERVICE
-from connectors.assets.netguard import DownloadPolicy, guarded_session
-from connectors.assets.pipeline import PreparedAsset, StagingSaver
+from connectors.assets.netguard import DownloadPolicy
+from connectors.assets.pipeline import PreparedAsset, Saver, Stored
 from connectors.assets.staging import disk_error
 from connectors.errors import validation_error
 
-__all__ = ["LocalAssetSaver"]
+__all__ = ["LocalAssetSaver", "LocalStore"]
 
 
-class LocalAssetSaver(StagingSaver):
-    """Saves job outputs as files under `root`; the URL is `public_url/<key>` or `file://`."""
+class LocalStore:
+    """A Store of files under `root`; the URL is `public_url/<key>` or a `file://` URL."""
 
-    def __init__(
-        self,
-        root: str | Path = "var/assets",
-        *,
-        public_url: str | None = None,
-        prefix: str | None = None,
-        policy: DownloadPolicy | None = None,
-        session: requests.Session | None = None,
-    ) -> None:
+    def __init__(self, root: str | Path = "var/assets", public_url: str | None = None) -> None:
         self.root = Path(root).resolve()
         self.public_url = public_url.rstrip("/") if public_url else None
-        self.prefix = prefix
-        self.policy = policy or DownloadPolicy()
-        # An injected session gets the per-hop URL checks only; build it with guarded_session()
-        # to keep the connect-time address pin as well.
-        self.session = session or guarded_session(self.policy)
 
-    def _store(self, asset: PreparedAsset) -> tuple[str, str | None]:
-        return self._url(asset.key, self._write(asset)), None
+    def put(self, asset: PreparedAsset) -> Stored:
+        """Write the file atomically at `root/<key>`; a folder has no bucket."""
+        return Stored(self._url(asset.key, self._write(asset)), None)
 
     def _write(self, asset: PreparedAsset) -> Path:
         path = (self.root / asset.key).resolve()
@@ -73,3 +61,16 @@ class LocalAssetSaver(StagingSaver):
         if self.public_url:
             return f"{self.public_url}/{quote(key)}"
         return path.as_uri()
+
+
+# Named like a class because it was one; callers still construct savers by this name.
+def LocalAssetSaver(
+    root: str | Path = "var/assets",
+    *,
+    public_url: str | None = None,
+    prefix: str | None = None,
+    policy: DownloadPolicy | None = None,
+    session: requests.Session | None = None,
+) -> Saver:
+    """The Saver that writes to a LocalStore under `root`."""
+    return Saver(LocalStore(root, public_url), prefix=prefix, policy=policy, session=session)

@@ -1,18 +1,19 @@
-"""The steps both savers share: stage the source, settle its MIME type, screen it, name its key.
+"""The one saver: stage the source, settle its MIME type, screen it, name its key, store it.
 
-A saver then only writes the staged file somewhere and builds the URL. Screening
-(`screening.screen`) refuses active content and, when the caller passes `expect`, any other
-major type; it runs on the staged copy, so a refused output is never written or uploaded. Any
-failure on the way leaves as a ConnectorError: a job whose output cannot be saved fails, it
-never completes with the asset missing.
+What varies is only where the staged file goes: `Saver` is given a `Store` (`LocalStore`, a
+folder; `S3Store`, a bucket) that writes it and returns its URL. Screening (`screening.screen`)
+refuses active content and, when the caller passes `expect`, any other major type; it runs on
+the staged copy, so a refused output is never written or uploaded. Any failure on the way
+leaves as a ConnectorError: a job whose output cannot be saved fails, it never completes with
+the asset missing.
 """
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 import requests
 
@@ -28,7 +29,7 @@ from connectors.assets.base import (
 )
 from connectors.assets.download import download
 from connectors.assets.mime import extension_for, resolve_mime
-from connectors.assets.netguard import DownloadPolicy
+from connectors.assets.netguard import DownloadPolicy, guarded_session
 from connectors.assets.screening import screen
 from connectors.assets.staging import StagedContent, stage_base64, stage_bytes
 from connectors.classify import error_from_exception
@@ -44,11 +45,11 @@ from connectors.models import JobData
 
 __all__ = [
     "PreparedAsset",
-    "StagingSaver",
+    "Saver",
     "Store",
+    "Stored",
     "as_connector_errors",
     "prepare",
-    "save_with",
 ]
 
 _EMPTY = Classification(
@@ -120,51 +121,38 @@ def as_connector_errors() -> Iterator[None]:
         raise error_from_exception(exc, SERVICE) from exc
 
 
-# What differs between savers: write the prepared file somewhere, return (url, bucket).
-Store = Callable[[PreparedAsset], tuple[str, str | None]]
+class Stored(NamedTuple):
+    """Where a store put an output: its URL, and its bucket (None for a local folder)."""
+
+    url: str
+    bucket: str | None
 
 
-def save_with(
-    store: Store,
-    source: AssetSource,
-    *,
-    job: JobData,
-    mime_type: str | None,
-    expect: ExpectedKind | None,
-    session: requests.Session,
-    policy: DownloadPolicy,
-    prefix: str | None,
-) -> SavedAsset:
-    """Prepare `source`, hand it to `store`, and describe what was saved."""
-    with (
-        as_connector_errors(),
-        prepare(
-            source,
-            job=job,
-            mime_type=mime_type,
-            expect=expect,
-            session=session,
-            policy=policy,
-            prefix=prefix,
-        ) as asset,
-    ):
-        url, bucket = store(asset)
-        return SavedAsset(
-            url=url,
-            key=asset.key,
-            bucket=bucket,
-            mime_type=asset.mime_type,
-            size_bytes=asset.content.size,
-            sha256=asset.content.sha256,
-        )
+class Store(Protocol):
+    """Where a `Saver` writes prepared outputs: a local folder, an S3-compatible bucket."""
+
+    def put(self, asset: PreparedAsset) -> Stored:
+        """Write the staged file at `asset.key`, replacing what is there; say where it went."""
+        ...
 
 
-class StagingSaver(abc.ABC):
-    """Base of the savers: `save` stages, types, screens and names; `_store` writes the file."""
+class Saver:
+    """The AssetSaver: stages, types, screens and names each output, then has `store` write it."""
 
-    session: requests.Session
-    policy: DownloadPolicy
-    prefix: str | None
+    def __init__(
+        self,
+        store: Store,
+        *,
+        prefix: str | None = None,
+        policy: DownloadPolicy | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.policy = policy or DownloadPolicy()
+        # An injected session gets the per-hop URL checks only; build it with guarded_session()
+        # to keep the connect-time address pin as well.
+        self.session = session or guarded_session(self.policy)
 
     def save(
         self,
@@ -175,17 +163,24 @@ class StagingSaver(abc.ABC):
         expect: ExpectedKind | None = None,
     ) -> SavedAsset:
         """Save one output; raises ConnectorError if it cannot be saved (nothing is kept then)."""
-        return save_with(
-            self._store,
-            source,
-            job=job,
-            mime_type=mime_type,
-            expect=expect,
-            session=self.session,
-            policy=self.policy,
-            prefix=self.prefix,
-        )
-
-    @abc.abstractmethod
-    def _store(self, asset: PreparedAsset) -> tuple[str, str | None]:
-        """Write the prepared file; return its URL and bucket (None for a local folder)."""
+        with (
+            as_connector_errors(),
+            prepare(
+                source,
+                job=job,
+                mime_type=mime_type,
+                expect=expect,
+                session=self.session,
+                policy=self.policy,
+                prefix=self.prefix,
+            ) as asset,
+        ):
+            url, bucket = self.store.put(asset)
+            return SavedAsset(
+                url=url,
+                key=asset.key,
+                bucket=bucket,
+                mime_type=asset.mime_type,
+                size_bytes=asset.content.size,
+                sha256=asset.content.sha256,
+            )

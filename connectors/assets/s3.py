@@ -1,4 +1,4 @@
-"""S3AssetSaver: outputs saved to S3-compatible storage (AWS S3, Cloudflare R2, MinIO).
+"""S3Store: outputs saved to S3-compatible storage (AWS S3, Cloudflare R2, MinIO).
 
 Uploads are streamed with boto3's managed transfer: multipart above 8 MiB with a bounded number
 of parts in memory, so a 200 MB output costs the worker tens of MB, not 200. The returned URL is
@@ -15,11 +15,11 @@ import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from connectors.assets.netguard import DownloadPolicy, guarded_session
-from connectors.assets.pipeline import PreparedAsset, StagingSaver
+from connectors.assets.netguard import DownloadPolicy
+from connectors.assets.pipeline import PreparedAsset, Saver, Stored
 from connectors.assets.storage_errors import storage_error
 
-__all__ = ["S3AssetSaver", "S3Client", "build_s3_client", "transfer_config"]
+__all__ = ["S3AssetSaver", "S3Client", "S3Store", "build_s3_client", "transfer_config"]
 
 _MIB = 1024 * 1024
 AddressingStyle = Literal["auto", "path", "virtual"]
@@ -91,42 +91,31 @@ def build_s3_client(
     return cast(S3Client, client)
 
 
-class S3AssetSaver(StagingSaver):
-    """Saves job outputs to an S3-compatible bucket; URL from the CDN or a presigned GET."""
+class S3Store:
+    """A Store in an S3-compatible bucket; the URL is the CDN's or a presigned GET."""
 
     def __init__(
         self,
-        *,
+        client: S3Client,
         bucket: str,
-        client: S3Client | None = None,
-        session: requests.Session | None = None,
-        endpoint_url: str | None = None,
-        region_name: str | None = None,
-        addressing_style: AddressingStyle | None = None,
-        prefix: str | None = None,
+        *,
         cdn_url: str | None = None,
         url_ttl_seconds: int = 3600,
-        policy: DownloadPolicy | None = None,
+        endpoint_url: str | None = None,
         transfer: TransferConfig | None = None,
     ) -> None:
+        self.client = client
         self.bucket = bucket
-        self.client = client or build_s3_client(
-            endpoint_url=endpoint_url, region_name=region_name, addressing_style=addressing_style
-        )
-        self.endpoint = _safe_endpoint(endpoint_url)
-        self.prefix = prefix
         self.cdn_url = cdn_url
         self.url_ttl_seconds = url_ttl_seconds
-        self.policy = policy or DownloadPolicy()
-        # An injected session gets the per-hop URL checks only; build it with guarded_session()
-        # to keep the connect-time address pin as well.
-        self.session = session or guarded_session(self.policy)
+        self.endpoint = _safe_endpoint(endpoint_url)  # for error context only
         self.transfer = transfer or transfer_config()
 
-    def _store(self, asset: PreparedAsset) -> tuple[str, str | None]:
+    def put(self, asset: PreparedAsset) -> Stored:
+        """Upload to the `ctx` bucket or the configured one; a retry overwrites the same key."""
         bucket = asset.overrides.bucket or self.bucket
         self._upload(asset, bucket)
-        return self._url(asset, bucket), bucket
+        return Stored(self._url(asset, bucket), bucket)
 
     def _context(self, bucket: str, key: str) -> dict[str, Any]:
         return {"bucket": bucket, "key": key, "endpoint": self.endpoint}
@@ -156,6 +145,36 @@ class S3AssetSaver(StagingSaver):
             )
         except Exception as exc:
             raise storage_error(exc, context=self._context(bucket, asset.key)) from exc
+
+
+# Named like a class because it was one; callers still construct savers by this name.
+def S3AssetSaver(
+    *,
+    bucket: str,
+    client: S3Client | None = None,
+    session: requests.Session | None = None,
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    addressing_style: AddressingStyle | None = None,
+    prefix: str | None = None,
+    cdn_url: str | None = None,
+    url_ttl_seconds: int = 3600,
+    policy: DownloadPolicy | None = None,
+    transfer: TransferConfig | None = None,
+) -> Saver:
+    """The Saver that uploads to an S3Store, building the boto3 client unless one is given."""
+    client = client or build_s3_client(
+        endpoint_url=endpoint_url, region_name=region_name, addressing_style=addressing_style
+    )
+    store = S3Store(
+        client,
+        bucket,
+        cdn_url=cdn_url,
+        url_ttl_seconds=url_ttl_seconds,
+        endpoint_url=endpoint_url,
+        transfer=transfer,
+    )
+    return Saver(store, prefix=prefix, policy=policy, session=session)
 
 
 def _safe_endpoint(endpoint_url: str | None) -> str | None:

@@ -9,9 +9,10 @@ import pytest
 
 from connectors.assets import (
     Base64Data,
-    LocalAssetSaver,
-    S3AssetSaver,
+    LocalStore,
+    S3Store,
     SavedAsset,
+    Saver,
     asset_key,
     classify_storage_code,
     extension_for,
@@ -274,7 +275,9 @@ def test_allow_hosts_are_parsed_lower_case() -> None:
 
 def test_explicit_env_ignores_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLOUD_STORAGE_PROVIDER", "s3")
-    assert isinstance(saver_from_env({}), LocalAssetSaver)
+    saver = saver_from_env({})
+    assert isinstance(saver, Saver)
+    assert isinstance(saver.store, LocalStore)
 
 
 def test_original_container_variable_names_the_bucket() -> None:
@@ -302,8 +305,9 @@ def test_bad_configuration_names_the_variable(env: dict[str, str], variable: str
 def test_local_is_the_default_provider(tmp_path: Any) -> None:
     env = {"CLOUD_STORAGE_LOCAL_DIR": str(tmp_path), "CLOUD_STORAGE_PUBLIC_URL": "http://h/a/"}
     saver = saver_from_env(env)
-    assert isinstance(saver, LocalAssetSaver)
-    assert (saver.root, saver.public_url) == (tmp_path.resolve(), "http://h/a")
+    assert isinstance(saver, Saver)
+    assert isinstance(saver.store, LocalStore)
+    assert (saver.store.root, saver.store.public_url) == (tmp_path.resolve(), "http://h/a")
 
 
 def test_s3_provider_builds_an_s3_saver() -> None:
@@ -316,8 +320,9 @@ def test_s3_provider_builds_an_s3_saver() -> None:
         "ASSET_MAX_BYTES": "1000",
     }
     saver = saver_from_env(env)
-    assert isinstance(saver, S3AssetSaver)
-    assert (saver.bucket, saver.cdn_url, saver.policy.max_bytes) == (
+    assert isinstance(saver, Saver)
+    assert isinstance(saver.store, S3Store)
+    assert (saver.store.bucket, saver.store.cdn_url, saver.policy.max_bytes) == (
         "outputs",
         "https://cdn.example.com",
         1000,
