@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# System packages the tests need: redis-server (a real broker and result backend), and Chromium
+# System packages the tests need: redis-server (a real broker and result backend), rabbitmq-server
+# (the AMQP tests start their own node), and Chromium
 # with its driver (the Flower browser test; it skips without them). Each is "command:package";
 # only the missing ones are installed, so apt-get runs (and updates its lists) at most once.
-SYSTEM_DEPS := redis-server:redis-server chromium:chromium chromedriver:chromium-driver
+SYSTEM_DEPS := redis-server:redis-server /usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server \
+	chromium:chromium chromedriver:chromium-driver
 
 system-deps:
 	@missing=; for dep in $(SYSTEM_DEPS); do \

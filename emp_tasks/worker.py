@@ -24,7 +24,7 @@ from celery import signals
 from connectors.assets import saver_from_env
 from connectors.errors import ConnectorError
 from connectors.redact import register_secret
-from emp_tasks import logs, metrics, shutdown
+from emp_tasks import logs, metrics, queues, shutdown
 from emp_tasks.config import ServiceSpec, missing_env, services
 
 __all__ = ["check_environment", "services_for_queues"]
@@ -51,6 +51,7 @@ def check_environment(specs: Iterable[ServiceSpec], env: Mapping[str, str] | Non
     try:
         metrics.metrics_address(env)
         logs.log_format(env)
+        queues.delivery_limit(env)
     except ConnectorError as exc:
         return f"emp-tasks worker: {exc.message}"
     if any(spec.saves_assets for spec in specs):
@@ -84,6 +85,21 @@ def _refuse_missing_env(options: Mapping[str, Any] | None = None, **_: Any) -> N
     where = metrics.metrics_address()
     if where is not None:
         metrics.serve_metrics(where)  # before the pool forks: one server, in the main process
+
+
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
+def _declare_amqp_queues(sender: Any = None, **_: Any) -> None:
+    # Before the consumer starts: Celery binds *every* service queue to its delayed-delivery
+    # exchanges and gives native delayed delivery up if one is missing, so a worker declares
+    # them all (idempotent), and the dead-letter queues its jobs may end in.
+    app = getattr(sender, "app", None)
+    if app is None or not queues.is_amqp(str(app.conf.broker_url)):
+        return
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in app.amqp.queues.values():
+            queue(channel).declare()
+        queues.declare_dead_letter_queues(connection, services_for_queues(None))
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]

@@ -22,6 +22,11 @@ from emp_tasks.pools import POOLS, PlanError, WorkerPlan, plan_worker
 __all__ = ["selected_services", "worker", "worker_environment"]
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
+# kombu's filesystem transport keeps a worker's unacked jobs in that process's memory only.
+EMBEDDED_WARNING = (
+    "no EMP_BROKER_URL: the embedded filesystem broker loses the jobs a worker holds if it is "
+    "killed (SIGKILL, OOM); use Redis or RabbitMQ for jobs you cannot lose"
+)
 
 
 def selected_services(names: tuple[str, ...], every: bool) -> list[ServiceSpec]:
@@ -113,6 +118,8 @@ def worker(
     )
     for note in plan.notes:
         click.echo(f"emp-tasks worker: {note}", err=True)
+    if not os.environ.get("EMP_BROKER_URL"):
+        click.echo(f"emp-tasks worker: warning: {EMBEDDED_WARNING}", err=True)
     quiet = log_format() == "json"  # the banner is not JSON: keep stdout to log lines
     argv = [sys.executable, *plan.celery_argv(loglevel, node_name, quiet=quiet)]
     sys.stderr.flush()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["RedisServer", "WorkerProcess", "console_script", "start_mock_worker"]
+__all__ = ["RabbitMQServer", "RedisServer", "WorkerProcess", "console_script", "start_mock_worker"]
 
 
 class RedisServer:
@@ -61,6 +61,75 @@ class RedisServer:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+def _rabbitmq_binary(name: str) -> str:
+    # Debian's /usr/sbin wrappers switch to the rabbitmq user (another Erlang cookie, no access
+    # to our folder); the scripts behind them run as whoever starts them.
+    direct = Path("/usr/lib/rabbitmq/bin") / name
+    return str(direct) if direct.exists() else shutil.which(name) or name
+
+
+class RabbitMQServer:
+    """A throwaway rabbitmq-server node of its own on loopback ports, in a temporary folder."""
+
+    def __init__(self, port: int, dist_port: int, folder: Path) -> None:
+        self.port, self.folder = port, folder
+        self.node = f"emptest{port}@localhost"
+        (folder / "plugins").write_text("[].\n")  # no plugins: a quicker start
+        self.env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(port),
+            "RABBITMQ_DIST_PORT": str(dist_port),
+            "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(folder / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "plugins"),
+            "RABBITMQ_PID_FILE": str(folder / "pid"),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def start(self, timeout: float = 60) -> RabbitMQServer:
+        binary = _rabbitmq_binary("rabbitmq-server")
+        for sub in ("mnesia", "log"):
+            (self.folder / sub).mkdir(exist_ok=True)
+        if not Path(binary).exists():
+            raise RuntimeError("rabbitmq-server not found: `make system-deps` installs it")
+        log = (self.folder / "server.log").open("wb")
+        self.proc = subprocess.Popen([binary], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.folder / "server.log").read_text(errors="replace"))
+            if self.ctl("await_startup", timeout=5).returncode == 0:
+                return self
+            time.sleep(0.5)
+        raise RuntimeError("rabbitmq-server did not start")
+
+    def ctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """`rabbitmqctl -n NODE ARGS`."""
+        binary = _rabbitmq_binary("rabbitmqctl")
+        return subprocess.run(
+            [binary, "-n", self.node, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.ctl("stop", timeout=60)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def console_script(name: str) -> str:

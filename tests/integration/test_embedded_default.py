@@ -14,7 +14,7 @@ import pytest
 from emp_tasks.sandbox.faults import Fault
 from emp_tasks.sandbox.glif import GlifEmulator
 from tests.integration.conftest import glif_env
-from tests.integration.processes import WorkerProcess
+from tests.integration.processes import WorkerProcess, console_script
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +133,18 @@ def test_the_cli_works_from_any_directory(tmp_path: Path) -> None:
     )
     assert done.returncode == 3, done.stderr  # still pending: known to nobody yet
     assert json.loads(done.stdout)["status"] == "pending"
+
+
+def test_a_worker_on_the_embedded_default_warns_once_that_it_can_lose_held_jobs(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("EMP_BROKER_URL", "EMP_RESULT_BACKEND")}
+    env["EMP_VAR_DIR"] = str(tmp_path / "var")
+    argv = [console_script("emp-tasks"), "worker", "--service", "mock"]
+    worker = WorkerProcess({}, tmp_path / "worker.log", argv=argv, cwd=tmp_path)
+    worker.env = env
+    worker.start()
+    worker.stop()
+    warnings = [line for line in worker.text().splitlines() if "warning: no EMP_BROKER_URL" in line]
+    assert len(warnings) == 1
+    assert "loses the jobs a worker holds if it is killed" in warnings[0]

@@ -1,0 +1,99 @@
+"""The broker-side shape of each service's queue: plain on Redis, quorum with dead letters on AMQP.
+
+On RabbitMQ every service queue is a quorum queue (replicated, redelivered when a consumer's
+connection drops) with an explicit `x-delivery-limit`: a job that kills its worker on every
+delivery is dead-lettered to `<queue>.dead` instead of looping forever. The queues sit on a
+topic exchange, which is what Celery's native delayed delivery needs: a retry's countdown is
+then kept by the broker (the `celery_delayed_*` exchanges), not as an ETA message in a worker's
+memory. Redis and the embedded filesystem broker get plain queues, as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
+
+from connectors.errors import configuration_error
+from emp_tasks.config import ServiceSpec
+
+__all__ = [
+    "DEAD_LETTER_EXCHANGE",
+    "DEFAULT_DELIVERY_LIMIT",
+    "JOB_EXCHANGE",
+    "dead_letter_queues",
+    "declare_dead_letter_queues",
+    "delivery_limit",
+    "is_amqp",
+    "service_queues",
+]
+
+JOB_EXCHANGE = Exchange("emp.jobs", type="topic")
+DEAD_LETTER_EXCHANGE = Exchange("emp.dead", type="topic")
+DEFAULT_DELIVERY_LIMIT = 3
+
+
+def is_amqp(broker_url: str) -> bool:
+    """Whether the broker is RabbitMQ (AMQP), where queues are quorum queues."""
+    return broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def delivery_limit(env: Mapping[str, str] | None = None) -> int:
+    """EMP_DELIVERY_LIMIT: how many deliveries of one job before it counts as poison."""
+    env = os.environ if env is None else env
+    raw = (env.get("EMP_DELIVERY_LIMIT") or str(DEFAULT_DELIVERY_LIMIT)).strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise configuration_error(
+            f"EMP_DELIVERY_LIMIT must be a whole number of at least 1, not {raw!r}",
+            variables=["EMP_DELIVERY_LIMIT"],
+        )
+    return int(raw)
+
+
+def service_queues(specs: Iterable[ServiceSpec], broker_url: str, limit: int) -> list[Queue]:
+    """One queue per service, shaped for the broker."""
+    names = list(dict.fromkeys(spec.queue for spec in specs))
+    if not is_amqp(broker_url):
+        return [Queue(name) for name in names]
+    return [
+        Queue(
+            name,
+            JOB_EXCHANGE,
+            routing_key=name,
+            queue_arguments={
+                "x-queue-type": "quorum",
+                # RabbitMQ counts redeliveries (x-delivery-count); past the limit the message
+                # goes to the dead-letter exchange rather than back to a worker.
+                "x-delivery-limit": limit,
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
+                "x-dead-letter-routing-key": name,
+            },
+        )
+        for name in names
+    ]
+
+
+def dead_letter_queues(specs: Iterable[ServiceSpec]) -> list[Queue]:
+    """`<queue>.dead` per service, where RabbitMQ puts jobs past their delivery limit.
+
+    They are declared, not consumed: no worker takes a job from them by itself.
+    """
+    names = dict.fromkeys(spec.queue for spec in specs)
+    return [
+        Queue(
+            f"{name}.dead",
+            DEAD_LETTER_EXCHANGE,
+            routing_key=name,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+        for name in names
+    ]
+
+
+def declare_dead_letter_queues(connection: Connection, specs: Iterable[ServiceSpec]) -> None:
+    """Declare the dead-letter exchange and queues on `connection` (idempotent)."""
+    channel = connection.default_channel
+    for queue in dead_letter_queues(specs):
+        queue(channel).declare()
