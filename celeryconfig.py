@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from connectors.errors import ConnectorError
 from emp_tasks import limits, queues
 from emp_tasks.config import services
 
@@ -84,11 +83,7 @@ result_expires = 7 * 24 * 3600
 
 # Every service queue exists, so a worker without -Q consumes them all; -Q narrows it. On
 # RabbitMQ they are quorum queues with a delivery limit and dead letters (emp_tasks.queues).
-try:
-    _delivery_limit = queues.delivery_limit()
-except ConnectorError:  # `emp-tasks worker` refuses to start, naming the setting
-    _delivery_limit = queues.DEFAULT_DELIVERY_LIMIT
-task_queues = queues.service_queues(services().values(), broker_url, _delivery_limit)
+task_queues = queues.service_queues(services().values(), broker_url)
 # Each service's task goes to its own queue, served by a pool sized for that service.
 task_routes = {spec.task_name: {"queue": spec.queue} for spec in services().values()}
 # Retries are ETA messages a worker holds in memory, outside the prefetch window; a 429 storm

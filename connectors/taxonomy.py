@@ -1,7 +1,7 @@
 """The failure taxonomy: what went wrong, why, and whether a retry can help by default.
 
 `FailureType` and `FailureReason` keep the original system's string values (10 types, 46
-reasons) plus the four reasons the design records need. Kept apart from `connectors.errors` so the
+reasons) plus the five reasons the design records need. Kept apart from `connectors.errors` so the
 tables read on their own; `connectors.errors` re-exports every name here.
 """
 
@@ -35,7 +35,7 @@ class FailureType(StrEnum):
 
 
 class FailureReason(StrEnum):
-    """Why it went wrong: the original's 46 reasons plus four the design records add."""
+    """Why it went wrong: the original's 46 reasons plus five the design records add."""
 
     # generation_refusal
     VIOLENCE_DETECTED = "violence_detected"
@@ -97,6 +97,7 @@ class FailureReason(StrEnum):
     DEPENDENCY_ERROR = "dependency_error"
     GPU_ERROR = "gpu_error"
     UNKNOWN_ERROR = "unknown_error"
+    WORKER_LOST = "worker_lost"  # added: the worker died on every delivery of the job
 
 
 def _group(failure_type: FailureType, *reasons: FailureReason) -> dict[FailureReason, FailureType]:
@@ -183,6 +184,7 @@ REASON_TYPES: dict[FailureReason, FailureType] = {
         R.DEPENDENCY_ERROR,
         R.GPU_ERROR,
         R.UNKNOWN_ERROR,
+        R.WORKER_LOST,
     ),
 }
 
@@ -201,7 +203,7 @@ DEFAULT_RETRYABLE: dict[FailureType, bool] = {
     T.RESOURCE_LIMIT: False,
 }
 # Reasons whose retryability differs from their type's default.
-REASON_RETRYABLE: dict[FailureReason, bool] = {R.CONFIG_ERROR: False}
+REASON_RETRYABLE: dict[FailureReason, bool] = {R.CONFIG_ERROR: False, R.WORKER_LOST: False}
 
 
 def default_retryable(failure_type: FailureType, failure_reason: FailureReason) -> bool:

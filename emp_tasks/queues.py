@@ -2,10 +2,11 @@
 
 On RabbitMQ every service queue is a quorum queue (replicated, redelivered when a consumer's
 connection drops) with an explicit `x-delivery-limit`: a job that kills its worker on every
-delivery is dead-lettered to `<queue>.dead` instead of looping forever. The queues sit on a
-topic exchange, which is what Celery's native delayed delivery needs: a retry's countdown is
-then kept by the broker (the `celery_delayed_*` exchanges), not as an ETA message in a worker's
-memory. Redis and the embedded filesystem broker get plain queues, as before.
+delivery is failed by emp_tasks.deliveries after EMP_DELIVERY_LIMIT deliveries, and should that
+count be unavailable, dead-lettered by the broker to `<queue>.dead` instead of looping forever.
+The queues sit on a topic exchange, which is what Celery's native delayed delivery needs: a
+retry's countdown is then kept by the broker (the `celery_delayed_*` exchanges), not as an ETA
+message in a worker's memory. Redis and the embedded filesystem broker get plain queues.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from connectors.errors import configuration_error
 from emp_tasks.config import ServiceSpec
 
 __all__ = [
+    "BROKER_DELIVERY_LIMIT",
     "DEAD_LETTER_EXCHANGE",
     "DEFAULT_DELIVERY_LIMIT",
     "JOB_EXCHANGE",
@@ -33,6 +35,10 @@ __all__ = [
 JOB_EXCHANGE = Exchange("emp.jobs", type="topic")
 DEAD_LETTER_EXCHANGE = Exchange("emp.dead", type="topic")
 DEFAULT_DELIVERY_LIMIT = 3
+# The broker's own limit, a backstop for when deliveries cannot be counted (the result backend
+# is down). A queue's arguments are fixed when it is declared - a changed value would make every
+# later declaration fail - so it is a constant, not EMP_DELIVERY_LIMIT.
+BROKER_DELIVERY_LIMIT = 20
 
 
 def is_amqp(broker_url: str) -> bool:
@@ -44,15 +50,16 @@ def delivery_limit(env: Mapping[str, str] | None = None) -> int:
     """EMP_DELIVERY_LIMIT: how many deliveries of one job before it counts as poison."""
     env = os.environ if env is None else env
     raw = (env.get("EMP_DELIVERY_LIMIT") or str(DEFAULT_DELIVERY_LIMIT)).strip()
-    if not raw.isdigit() or int(raw) < 1:
+    if not raw.isdigit() or not 1 <= int(raw) < BROKER_DELIVERY_LIMIT:
         raise configuration_error(
-            f"EMP_DELIVERY_LIMIT must be a whole number of at least 1, not {raw!r}",
+            f"EMP_DELIVERY_LIMIT must be a whole number from 1 to {BROKER_DELIVERY_LIMIT - 1}, "
+            f"not {raw!r}",
             variables=["EMP_DELIVERY_LIMIT"],
         )
     return int(raw)
 
 
-def service_queues(specs: Iterable[ServiceSpec], broker_url: str, limit: int) -> list[Queue]:
+def service_queues(specs: Iterable[ServiceSpec], broker_url: str) -> list[Queue]:
     """One queue per service, shaped for the broker."""
     names = list(dict.fromkeys(spec.queue for spec in specs))
     if not is_amqp(broker_url):
@@ -65,8 +72,10 @@ def service_queues(specs: Iterable[ServiceSpec], broker_url: str, limit: int) ->
             queue_arguments={
                 "x-queue-type": "quorum",
                 # RabbitMQ counts redeliveries (x-delivery-count); past the limit the message
-                # goes to the dead-letter exchange rather than back to a worker.
-                "x-delivery-limit": limit,
+                # goes to the dead-letter exchange rather than back to a worker. Above ours, so
+                # the delivery that emp_tasks.deliveries fails as poison still arrives (and the
+                # job ends FAILURE); the broker's limit is the backstop.
+                "x-delivery-limit": BROKER_DELIVERY_LIMIT,
                 "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
                 "x-dead-letter-routing-key": name,
             },

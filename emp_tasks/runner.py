@@ -21,8 +21,8 @@ from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
 from connectors.models import JobData, JobProgress, JobResult
 from connectors.protocol import HTTP_MODES
+from emp_tasks import deliveries, metrics, outcomes, queues
 from emp_tasks import events as ev
-from emp_tasks import metrics, outcomes
 from emp_tasks.config import ServiceSpec, connector_class
 from emp_tasks.retry import RetryDecision, RetryPolicy, retry_decision
 
@@ -175,11 +175,27 @@ def run_job(
     began = time.monotonic()
     outcomes.started(spec.name)
     try:
+        _refuse_poison(task, spec, events.job_id, attempt)
         job = _job(task, spec, payload, ctx, metadata)
         result = get_connector(spec).process_job(job, events.progress)
     except Exception as exc:  # process_job already converts; this covers setup failures
         _fail_or_retry(task, spec, error_from_exception(exc, spec.name), events, began)
     return _complete(spec, result, events, began)
+
+
+def _refuse_poison(task: Task, spec: ServiceSpec, job_id: str, attempt: int) -> None:
+    """Fail a job whose worker was lost on every earlier delivery of this attempt."""
+    counter = deliveries.counter_for(task.app)
+    if counter is None:
+        return
+    try:
+        seen = counter.count(job_id, attempt)
+    except Exception:  # counting is a guard; a Redis hiccup must not fail the job itself
+        log.warning("could not count the deliveries of %s", job_id, exc_info=True)
+        return
+    limit = queues.delivery_limit()
+    if deliveries.is_poison(seen, limit):
+        raise deliveries.poison_error(job_id, seen, limit, spec.name)
 
 
 def _complete(

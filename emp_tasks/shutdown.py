@@ -14,6 +14,7 @@ ends in "does not implement kill_job". So the warm shutdown is kept and watched 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -58,6 +59,19 @@ def _requeue(request: Any) -> None:
     # worker's event loop, which is shutting down and would never run it.
     request.message.reject(requeue=True)
     request.acknowledged = True  # the job's thread must not ack it after this
+    _give_back_delivery(request)
+
+
+def _give_back_delivery(request: Any) -> None:
+    # Put back, not lost: this delivery must not count towards the job's poison limit.
+    from emp_tasks import deliveries
+    from emp_tasks.celery_app import app
+
+    counter = deliveries.counter_for(app)
+    if counter is not None:
+        retries = int((getattr(request, "request_dict", None) or {}).get("retries") or 0)
+        with contextlib.suppress(Exception):
+            counter.give_back(request.id, retries)
 
 
 def _running() -> list[ActiveRequest]:

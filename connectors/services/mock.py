@@ -7,6 +7,7 @@ lets demos and tests exercise retryable and non-retryable paths without any netw
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
@@ -14,7 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from connectors.base import BaseConnector
-from connectors.errors import Classification, FailureReason, FailureType
+from connectors.errors import Classification, FailureReason, FailureType, validation_error
 from connectors.health import HealthCheckCapabilities, HealthCheckClass
 from connectors.models import JobData, JobProgress, JobResult, ProgressCallback
 
@@ -41,6 +42,17 @@ class MockPayload(BaseModel):
     retry_after: float | None = Field(default=None, ge=0)
     steps: int = Field(default=2, ge=1, le=100)
     test_data: Any = "Mock test successful"
+    # Test-only: the worker process exits at once, as on a segfault or the OOM killer. Honoured
+    # only by a worker whose environment sets EMP_MOCK_ALLOW_CRASH=1; refused everywhere else.
+    crash_worker: StrictBool = False
+
+
+def _crash() -> None:
+    if os.environ.get("EMP_MOCK_ALLOW_CRASH") != "1":
+        raise validation_error(
+            "crash_worker", "is a test-only option (the worker needs EMP_MOCK_ALLOW_CRASH=1)"
+        )
+    os._exit(70)  # no cleanup, no ack: what a segfault or a SIGKILL leaves behind
 
 
 class MockConnector(BaseConnector[MockPayload]):
@@ -58,6 +70,8 @@ class MockConnector(BaseConnector[MockPayload]):
     def process_job_impl(
         self, job: JobData, payload: MockPayload, progress: ProgressCallback
     ) -> JobResult:
+        if payload.crash_worker:
+            _crash()
         progress(
             JobProgress(job_id=job.id, progress=10, message="Starting", total_steps=payload.steps)
         )

@@ -78,6 +78,7 @@ ORIGINAL_REASONS: dict[str, tuple[str, ...]] = {
     ),
 }
 ADDED_REASONS = {
+    "worker_lost": "system_error",
     "invalid_request": "validation_error",
     "job_failed": "service_error",
     "service_timeout": "timeout",
@@ -99,11 +100,11 @@ def test_failure_type_is_a_str_enum() -> None:
     assert json.dumps(FailureType.TIMEOUT) == '"timeout"'
 
 
-def test_failure_reason_has_46_originals_plus_4_added() -> None:
+def test_failure_reason_has_46_originals_plus_5_added() -> None:
     originals = {r for reasons in ORIGINAL_REASONS.values() for r in reasons}
     assert len(originals) == 46
     values = {r.value for r in FailureReason}
-    assert len(FailureReason) == 50
+    assert len(FailureReason) == 51
     assert originals <= values
     assert values - originals == set(ADDED_REASONS)
 

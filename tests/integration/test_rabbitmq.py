@@ -123,3 +123,26 @@ def test_a_countdown_retry_waits_in_the_broker_not_in_the_worker(
     assert (retry - first).total_seconds() >= 2
     exchanges = rabbitmq.ctl("list_exchanges", "name", "--no-table-headers").stdout
     assert "celery_delayed_delivery" in exchanges
+
+
+def test_a_job_that_kills_its_worker_every_time_fails_as_worker_lost(
+    amqp_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**amqp_env, "EMP_MOCK_ALLOW_CRASH": "1", "EMP_DELIVERY_LIMIT": "2"}
+    argv = [console_script("emp-tasks"), "worker", "--service", "mock", "--pool", "prefork"]
+    worker = WorkerProcess(env, tmp_path / "worker.log", argv=[*argv, "--concurrency", "1"])
+    worker.cwd = tmp_path
+    worker.start()
+    try:
+        done = subprocess.run(
+            [console_script("emp-tasks"), "submit", "mock", '{"crash_worker": true}', "--wait",
+             "--json", "--timeout", "90"],
+            env={**os.environ, **env}, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        worker.stop()
+    record = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert record["error"]["failure_reason"] == "worker_lost"
+    assert record["error"]["retryable"] is False
+    assert worker.text().count("exited with 'exitcode 70'") == 2

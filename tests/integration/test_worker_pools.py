@@ -59,3 +59,23 @@ def test_prefork_pool_with_autoscale_runs_jobs_and_serves_merged_metrics(
     finally:
         worker.stop()
     assert metric(text, "emp_jobs_total", service="mock", outcome="completed") == 3
+
+
+def test_a_job_that_kills_its_worker_every_time_fails_as_worker_lost_after_the_limit(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {"EMP_MOCK_ALLOW_CRASH": "1", "EMP_DELIVERY_LIMIT": "2"}
+    args = ("--service", "mock", "--pool", "prefork", "--concurrency", "1")
+    worker = start_worker(tmp_path, env, *args).start()
+    try:
+        job = emp_tasks.submit("mock", {"crash_worker": True})
+        record = finish(job, timeout=90)
+    finally:
+        worker.stop()
+    assert job.state == "FAILURE"
+    assert record["error"]["failure_type"] == "system_error"
+    assert record["error"]["failure_reason"] == "worker_lost"
+    assert record["error"]["retryable"] is False
+    assert "delivered 3 times" in record["error"]["message"]
+    # Two deliveries killed a child process each; the third was refused without running.
+    assert worker.text().count("exited with 'exitcode 70'") == 2
