@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from emp_tasks import limits, queues
+from connectors.errors import ConnectorError
+from emp_tasks import queues, visibility
 from emp_tasks.config import services
 
 VAR_DIR = Path(os.environ.get("EMP_VAR_DIR") or "var").resolve()
@@ -92,14 +93,15 @@ worker_eta_task_limit = 1000
 task_default_queue = "default"
 task_create_missing_queues = True
 
-# A job runs for at most its time limit and a retry waits up to the retry cap as an ETA message
-# held unacked. Redis redelivers anything unacked for longer than the visibility timeout, which
-# would run a paid job twice: emp_tasks.limits keeps it above both, with margin. Celery enforces
-# time limits in a prefork pool only; under the threads pool every connector bounds itself
-# instead (connect/read timeouts, the polling and streaming deadlines, all derived from the same
-# `timeout_seconds`), so the same arithmetic holds.
-visibility_timeout = limits.visibility_timeout(services().values())
-broker_transport_options: dict[str, object] = {"visibility_timeout": visibility_timeout}
-result_backend_transport_options: dict[str, object] = {"visibility_timeout": visibility_timeout}
+# Redis redelivers a message left unacked for longer than the visibility timeout. It is short
+# (EMP_VISIBILITY_TIMEOUT, 30 s), so the jobs of a killed worker run again within a minute, and
+# every live worker keeps re-scoring the messages it still holds (emp_tasks.visibility), so a
+# live job longer than the timeout - a slow poll, a retry held as an ETA message - is never
+# delivered twice. kombu's restore sweep runs every few seconds instead of every 100.
+try:
+    visibility_timeout = visibility.visibility_timeout()
+except ConnectorError:  # `emp-tasks worker` refuses to start, naming the setting
+    visibility_timeout = visibility.DEFAULT_VISIBILITY_TIMEOUT
+broker_transport_options: dict[str, object] = visibility.transport_options(visibility_timeout)
 if broker_url.startswith("filesystem://"):
-    broker_transport_options = {**broker_transport_options, **_filesystem_options()}
+    broker_transport_options = {**_filesystem_options()}

@@ -24,7 +24,7 @@ from celery import signals
 from connectors.assets import saver_from_env
 from connectors.errors import ConnectorError
 from connectors.redact import register_secret
-from emp_tasks import logs, metrics, queues, shutdown
+from emp_tasks import logs, metrics, queues, shutdown, visibility
 from emp_tasks.config import ServiceSpec, missing_env, services
 
 __all__ = ["check_environment", "services_for_queues"]
@@ -52,6 +52,7 @@ def check_environment(specs: Iterable[ServiceSpec], env: Mapping[str, str] | Non
         metrics.metrics_address(env)
         logs.log_format(env)
         queues.delivery_limit(env)
+        visibility.visibility_timeout(env)
     except ConnectorError as exc:
         return f"emp-tasks worker: {exc.message}"
     if any(spec.saves_assets for spec in specs):
@@ -100,6 +101,13 @@ def _declare_amqp_queues(sender: Any = None, **_: Any) -> None:
         for queue in app.amqp.queues.values():
             queue(channel).declare()
         queues.declare_dead_letter_queues(connection, services_for_queues(None))
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _extend_visibility(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    if app is not None:
+        visibility.start(app)
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from emp_tasks import limits, tasks
+from emp_tasks import limits, tasks, visibility
 from emp_tasks.config import services
 from emp_tasks.retry import RetryPolicy
 
@@ -37,27 +37,6 @@ def test_the_soft_limit_comes_first_so_a_job_can_fail_classified(timeout: float)
     assert limits.soft_time_limit(Spec(timeout)) < limits.time_limit(Spec(timeout))
 
 
-@pytest.mark.parametrize(
-    ("timeouts", "expected"),
-    [
-        ([60.0], 180 + 300 + 600),
-        ([30.0, 120.0, 60.0], 300 + 300 + 600),  # the slowest service sets it
-        ([], 180 + 300 + 600),  # no services: the default service's limit
-        ([60.25], 1080),  # whole seconds, rounded down
-    ],
-)
-def test_visibility_timeout_covers_the_longest_job_and_the_retry_cap(
-    timeouts: list[float], expected: int
-) -> None:
-    assert limits.visibility_timeout(Spec(t) for t in timeouts) == expected
-
-
-@pytest.mark.parametrize("timeouts", [[1.0], [60.0, 600.0], [7200.0]])
-def test_a_message_is_never_redelivered_while_it_waits_and_runs(timeouts: list[float]) -> None:
-    longest = max(limits.time_limit(Spec(t)) for t in timeouts)
-    assert limits.visibility_timeout(Spec(t) for t in timeouts) > longest + limits.RETRY_CAP_SECONDS
-
-
 def test_every_task_takes_its_time_limits_from_limits() -> None:
     for name, spec in services().items():
         task = tasks.task_for(name)
@@ -67,13 +46,13 @@ def test_every_task_takes_its_time_limits_from_limits() -> None:
         )
 
 
-def test_celeryconfig_takes_its_visibility_timeout_from_limits() -> None:
+def test_celeryconfig_takes_its_visibility_timeout_from_the_visibility_module() -> None:
     import celeryconfig
 
-    expected = limits.visibility_timeout(services().values())
-    assert celeryconfig.visibility_timeout == expected
-    assert celeryconfig.broker_transport_options["visibility_timeout"] == expected
-    assert celeryconfig.result_backend_transport_options["visibility_timeout"] == expected
+    assert celeryconfig.visibility_timeout == visibility.visibility_timeout()
+    assert celeryconfig.broker_transport_options == visibility.transport_options(
+        celeryconfig.visibility_timeout
+    )
 
 
 def test_retries_wait_at_most_the_retry_cap() -> None:
