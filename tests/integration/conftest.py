@@ -1,4 +1,9 @@
-"""Fixtures that start real parts: redis-server, the Glif emulator, Celery workers."""
+"""Fixtures that start real parts: redis-server, the provider emulators, Celery workers.
+
+The emulators are module-scoped and shared by every integration module that asks for them; each
+is reset before every test that uses it, after the test's workers have started (their start-up
+health probes are not a test's calls).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from emp_tasks.sandbox.gemini import GeminiEmulator
 from emp_tasks.sandbox.glif import GlifEmulator
+from emp_tasks.sandbox.openai import OpenAIEmulator
+from emp_tasks.sandbox.png import make_png
 from tests.conftest import REDIS_PORT, REDIS_URL
 from tests.integration.processes import RedisServer, WorkerProcess
 
-TOKEN = "sandbox-token-7c1e9f0b2a"  # distinctive, so a leak is easy to grep for
+# Distinctive credentials, so a leak is easy to grep for.
+TOKEN = "sandbox-token-7c1e9f0b2a"
+OPENAI_KEY = "sk-openai-integration-9d3b7f21a6"
+GEMINI_KEY = "gemini-integration-key-5b0c3e7a19"
+INPUT_PNG = make_png("integration-input", 24, 24)  # served by the Gemini emulator for edits
+EMULATORS = ("glif_emulator", "openai_emulator", "gemini_emulator")
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +41,27 @@ def glif_emulator() -> Iterator[GlifEmulator]:
         yield emulator
 
 
+@pytest.fixture(scope="module")
+def openai_emulator() -> Iterator[OpenAIEmulator]:
+    with OpenAIEmulator(tokens=(OPENAI_KEY,), polls_to_complete=3) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def gemini_emulator() -> Iterator[GeminiEmulator]:
+    with GeminiEmulator(tokens=(GEMINI_KEY,)) as emulator:
+        emulator.add_file("input.png", INPUT_PNG, "image/png")
+        yield emulator
+
+
 @pytest.fixture(autouse=True)
 def _fresh_emulator(request: pytest.FixtureRequest) -> None:
-    if "glif_emulator" in request.fixturenames:
-        request.getfixturevalue("glif_emulator").reset()
+    for name in request.fixturenames:
+        if name.endswith("_worker"):
+            request.getfixturevalue(name)  # started first: its probes are not the test's calls
+    for name in EMULATORS:
+        if name in request.fixturenames:
+            request.getfixturevalue(name).reset()
 
 
 def glif_env(emulator: GlifEmulator, **extra: str) -> dict[str, str]:

@@ -13,23 +13,16 @@ import pytest
 import emp_tasks
 from connectors.errors import ConnectorError
 from emp_tasks.sandbox.gemini import GeminiEmulator
-from emp_tasks.sandbox.png import make_png, read_png_size
+from emp_tasks.sandbox.png import read_png_size
 from tests.conftest import REDIS_URL
+from tests.integration.conftest import GEMINI_KEY, INPUT_PNG
 from tests.integration.helpers import finish, provider_calls
 from tests.integration.processes import RedisServer, WorkerProcess
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("gemini_worker")]
 
-KEY = "gemini-integration-key-5b0c3e7a19"  # distinctive, so a leak is easy to grep for
+KEY = GEMINI_KEY
 SERVICES = ("gemini_text", "gemini_image", "gemini_image_edit")
-INPUT_PNG = make_png("integration-input", 24, 24)
-
-
-@pytest.fixture(scope="module")
-def gemini_emulator() -> Iterator[GeminiEmulator]:
-    with GeminiEmulator(tokens=(KEY,)) as emulator:
-        emulator.add_file("input.png", INPUT_PNG, "image/png")
-        yield emulator
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +51,6 @@ def gemini_worker(
     worker = WorkerProcess(env, log, queues=",".join(SERVICES), name="gemini").start()
     yield worker
     worker.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh(gemini_emulator: GeminiEmulator, gemini_worker: WorkerProcess) -> None:
-    gemini_emulator.reset()
 
 
 def payload(service: str, prompt: str, emulator: GeminiEmulator) -> dict[str, Any]:

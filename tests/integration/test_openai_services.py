@@ -22,25 +22,15 @@ from emp_tasks.sandbox.faults import Fault
 from emp_tasks.sandbox.openai import OpenAIEmulator
 from emp_tasks.sandbox.png import read_png_size
 from tests.conftest import REDIS_URL
+from tests.integration.conftest import OPENAI_KEY
 from tests.integration.helpers import EventCollector, finish
 from tests.integration.processes import RedisServer, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("openai_worker")]
 
-KEY = "sk-openai-integration-9d3b7f21a6"  # distinctive, so a leak is easy to grep for
+KEY = OPENAI_KEY
 QUEUES = "openai_text,openai_responses,openai_image"
 IMAGE_TOOL = {"type": "image_generation", "size": "128x128"}
-
-
-@pytest.fixture(scope="module")
-def openai_emulator() -> Iterator[OpenAIEmulator]:
-    with OpenAIEmulator(tokens=(KEY,), polls_to_complete=3) as emulator:
-        yield emulator
-
-
-@pytest.fixture(autouse=True)
-def _fresh(openai_emulator: OpenAIEmulator) -> None:
-    openai_emulator.reset()
 
 
 @pytest.fixture(scope="module")
