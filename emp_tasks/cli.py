@@ -169,9 +169,10 @@ def _register_commands() -> None:
     # Each fleet command lives in its own module; they share this group.
     from emp_tasks.flower_cmd import flower
     from emp_tasks.health_cmd import health, ping
+    from emp_tasks.replay_cmd import failed, replay
     from emp_tasks.worker_cmd import worker
 
-    for command in (worker, health, ping, flower):
+    for command in (worker, health, ping, flower, failed, replay):
         main.add_command(command)
 
 
