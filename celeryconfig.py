@@ -46,6 +46,11 @@ def _default_backend() -> str:
 
 broker_url = _BROKER or "filesystem://localhost/"  # a host, or kombu warns on every connection
 result_backend = _BACKEND or _default_backend()
+# A Redis restart must not fail the jobs that were storing a state at that moment (STARTED is
+# stored outside the task body): Celery retries a result-backend write on a connection error,
+# with backoff (10 ms doubling, at most 10 s between tries), for up to about half a minute.
+result_backend_always_retry = True
+result_backend_max_retries = 10
 broker_connection_retry_on_startup = True
 
 # JSON only: no pickle on the wire, so a message can never execute code when it is loaded.

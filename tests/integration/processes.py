@@ -13,7 +13,14 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["RabbitMQServer", "RedisServer", "WorkerProcess", "console_script", "start_mock_worker"]
+__all__ = [
+    "PersistentRedisServer",
+    "RabbitMQServer",
+    "RedisServer",
+    "WorkerProcess",
+    "console_script",
+    "start_mock_worker",
+]
 
 
 class RedisServer:
@@ -213,3 +220,65 @@ class WorkerProcess:
 def start_mock_worker(folder: Path, name: str, env: Mapping[str, str]) -> WorkerProcess:
     """A started worker for the offline `mock` service, its log in `folder`."""
     return WorkerProcess(env, folder / "worker.log", queues="mock", name=name).start()
+
+
+class PersistentRedisServer(RedisServer):
+    """A redis-server that keeps its data in `folder` with the append-only file on.
+
+    `kill()` is a `kill -9`; `start()` again on the same port and folder reloads the AOF, so
+    whatever the server had acknowledged before it died is back.
+    """
+
+    def __init__(self, port: int, folder: Path, fsync: str = "everysec") -> None:
+        super().__init__(port)
+        self.folder, self.fsync = folder, fsync
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> PersistentRedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found: `make system-deps` installs it")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log = (self.folder / "redis.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.fsync,
+                "--protected-mode",
+                "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited {self.proc.returncode}")
+            try:
+                if client.ping():  # answers only once the AOF is loaded
+                    return self
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        """`kill -9`: no shutdown, no final write."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
