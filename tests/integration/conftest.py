@@ -17,8 +17,13 @@ from emp_tasks.sandbox.gemini import GeminiEmulator
 from emp_tasks.sandbox.glif import GlifEmulator
 from emp_tasks.sandbox.openai import OpenAIEmulator
 from emp_tasks.sandbox.png import make_png
-from tests.conftest import REDIS_PORT, REDIS_URL
-from tests.integration.processes import RedisServer, WorkerProcess
+from tests.conftest import REDIS_PORT, REDIS_URL, free_port
+from tests.integration.processes import (
+    RabbitMQServer,
+    RedisServer,
+    WorkerProcess,
+    start_mock_worker,
+)
 
 # Distinctive credentials, so a leak is easy to grep for.
 TOKEN = "sandbox-token-7c1e9f0b2a"
@@ -33,6 +38,28 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(REDIS_PORT).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServer]:
+    """A rabbitmq-server node of the module's own, on free loopback ports."""
+    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+        pytest.skip("rabbitmq-server is not installed (`make system-deps` installs it as root)")
+    server = RabbitMQServer(free_port(), free_port(), tmp_path_factory.mktemp("rabbitmq"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mock_worker(
+    redis_server: RedisServer, flower: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """A mock worker on the test Redis, started after the module's `flower` (which sees it)."""
+    env = {"EMP_BROKER_URL": REDIS_URL, "EMP_RESULT_BACKEND": REDIS_URL.replace("/0", "/1")}
+    worker = start_mock_worker(tmp_path_factory.mktemp("flower-mock"), "flower-mock", env)
+    yield worker
+    worker.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import requests
 
 import emp_tasks
 from tests.conftest import REDIS_URL, free_port
-from tests.integration.processes import RedisServer, WorkerProcess, start_mock_worker
+from tests.integration.processes import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -62,16 +62,6 @@ def flower(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     yield url
     proc.terminate()
     proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def mock_worker(
-    redis_server: RedisServer, flower: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
-    env = {"EMP_BROKER_URL": REDIS_URL, "EMP_RESULT_BACKEND": BACKEND}
-    worker = start_mock_worker(tmp_path_factory.mktemp("mock-worker"), "flower-mock", env)
-    yield worker
-    worker.stop()
 
 
 def wait_for(check: object, timeout: float = 15) -> None:

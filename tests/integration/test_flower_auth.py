@@ -16,7 +16,7 @@ import requests
 
 import emp_tasks
 from tests.conftest import REDIS_URL, free_port
-from tests.integration.processes import RedisServer, WorkerProcess, start_mock_worker
+from tests.integration.processes import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -82,16 +82,6 @@ def flower(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     env = flower_env(FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD},second:other-pw")
     with running_flower(free_port(), env, cwd) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def mock_worker(
-    redis_server: RedisServer, flower: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
-    env = {"EMP_BROKER_URL": REDIS_URL, "EMP_RESULT_BACKEND": BACKEND}
-    worker = start_mock_worker(tmp_path_factory.mktemp("flower-auth"), "flower-auth-mock", env)
-    yield worker
-    worker.stop()
 
 
 @pytest.mark.parametrize("path", ["/", "/tasks", "/api/workers", "/api/tasks"])

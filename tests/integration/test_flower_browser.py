@@ -17,9 +17,9 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 import emp_tasks
-from tests.conftest import REDIS_URL, free_port
-from tests.integration.processes import RedisServer, WorkerProcess, start_mock_worker
-from tests.integration.test_flower_auth import BACKEND, PASSWORD, USER, flower_env, running_flower
+from tests.conftest import free_port
+from tests.integration.processes import RedisServer, WorkerProcess
+from tests.integration.test_flower_auth import PASSWORD, USER, flower_env, running_flower
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "flower-tasks.png"
@@ -51,16 +51,6 @@ def flower(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         free_port(), flower_env(FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}"), cwd
     ) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def mock_worker(
-    redis_server: RedisServer, flower: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
-    env = {"EMP_BROKER_URL": REDIS_URL, "EMP_RESULT_BACKEND": BACKEND}
-    worker = start_mock_worker(tmp_path_factory.mktemp("flower-browser"), "flower-mock", env)
-    yield worker
-    worker.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 from emp_tasks.sandbox.faults import Fault
 from emp_tasks.sandbox.glif import GlifEmulator
-from tests.conftest import REDIS_URL, free_port
+from tests.conftest import REDIS_URL
 from tests.integration.conftest import glif_env
 from tests.integration.helpers import provider_calls
 from tests.integration.processes import RabbitMQServer, RedisServer, WorkerProcess, console_script
@@ -27,16 +27,6 @@ from tests.integration.processes import RabbitMQServer, RedisServer, WorkerProce
 pytestmark = pytest.mark.integration
 
 BACKEND = REDIS_URL.replace("/0", "/2")
-
-
-@pytest.fixture(scope="module")
-def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServer]:
-    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
-        pytest.skip("rabbitmq-server is not installed (`make system-deps` installs it as root)")
-    server = RabbitMQServer(free_port(), free_port(), tmp_path_factory.mktemp("rabbitmq"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from kombu.connection import Connection
 import emp_tasks
 from emp_tasks import queues
 from emp_tasks.config import services
-from tests.conftest import REDIS_URL, free_port
+from tests.conftest import REDIS_URL
 from tests.integration.helpers import finish
 from tests.integration.processes import (
     RabbitMQServer,
@@ -165,16 +165,6 @@ def test_replay_by_filter_replays_the_matching_failures_up_to_the_limit(
 
 
 # --- RabbitMQ: jobs the broker dead-lettered to <queue>.dead ------------------------------------
-
-
-@pytest.fixture(scope="module")
-def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServer]:
-    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
-        pytest.skip("rabbitmq-server is not installed (`make system-deps` installs it as root)")
-    server = RabbitMQServer(free_port(), free_port(), tmp_path_factory.mktemp("rabbitmq"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
