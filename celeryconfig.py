@@ -73,6 +73,11 @@ worker_prefetch_multiplier = 1
 # redelivered copy run in parallel with them (two paid calls for one job). Only a prefork pool
 # can do this: the threads pool cannot stop a running thread (Celery warns and carries on).
 worker_cancel_long_running_tasks_on_connection_loss = True
+# A redelivered copy of a job that already completed (its worker died between storing the
+# result and acking, or its connection dropped) returns the stored result instead of calling
+# the provider again. Celery checks the result backend only for messages the broker marks as
+# redelivered, which both Redis (kombu's restore) and RabbitMQ do.
+worker_deduplicate_successful_tasks = True
 
 # Graceful stop (a rolling deploy): SIGTERM lets running jobs finish for up to this many
 # seconds, then requeues what is left; see emp_tasks.shutdown for how, and why not Celery's own
@@ -89,7 +94,8 @@ result_expires = 7 * 24 * 3600
 
 # Every service queue exists, so a worker without -Q consumes them all; -Q narrows it. On
 # RabbitMQ they are quorum queues with a delivery limit and dead letters (emp_tasks.queues).
-task_queues = queues.service_queues(services().values(), broker_url)
+# The webhooks queue is shaped the same, so its retries also wait in RabbitMQ, not in a worker.
+task_queues = queues.service_queues(services().values(), broker_url, extra=["webhooks"])
 # Each service's task goes to its own queue, served by a pool sized for that service.
 task_routes = {spec.task_name: {"queue": spec.queue} for spec in services().values()}
 # Retries are ETA messages a worker holds in memory, outside the prefetch window; a 429 storm

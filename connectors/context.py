@@ -21,11 +21,14 @@ from typing import Any
 from connectors.errors import validation_error
 from connectors.redact import is_secret_key
 
-__all__ = ["StorageOverrides", "storage_overrides", "validate_ctx"]
+__all__ = ["TENANT_PATTERN", "StorageOverrides", "storage_overrides", "tenant_of", "validate_ctx"]
 
 # The `service` named on a bad storage override (the one the asset savers name as well).
 _SERVICE = "storage"
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
+# `ctx.tenant`, the account a job's cost is charged to: short, and safe in a Redis key or a URL.
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_TENANT = re.compile(TENANT_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -101,3 +104,18 @@ def validate_ctx(ctx: object, *, service: str | None = None) -> None:
             service=service,
         )
     storage_overrides(ctx)
+    tenant_of(ctx, service=service)
+
+
+def tenant_of(ctx: Mapping[str, Any] | None, *, service: str | None = None) -> str | None:
+    """`ctx.tenant`, checked (a validation_error when it is not a short identifier); None."""
+    tenant = (ctx or {}).get("tenant")
+    if tenant is None:
+        return None
+    if not isinstance(tenant, str) or not _TENANT.match(tenant):
+        raise validation_error(
+            "ctx.tenant",
+            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            service=service,
+        )
+    return tenant

@@ -8,6 +8,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from connectors.context import StorageOverrides, storage_overrides
+from connectors.journal import JobJournal, NoJournal
 
 __all__ = [
     "JobData",
@@ -40,6 +41,7 @@ class JobData(BaseModel):
     ctx: dict[str, Any] | None = None
     _storage: StorageOverrides = PrivateAttr(default_factory=StorageOverrides)
     _validated: BaseModel | None = PrivateAttr(default=None)
+    _journal: JobJournal = PrivateAttr(default_factory=NoJournal)
 
     def model_post_init(self, context: Any, /) -> None:
         """Parse `ctx` into `storage` (a ConnectorError, not a pydantic error, when it is bad)."""
@@ -59,6 +61,17 @@ class JobData(BaseModel):
         copied = self.model_copy()
         copied._validated = payload
         return copied
+
+    def with_journal(self, journal: JobJournal) -> Self:
+        """This job keeping its checkpoints and paid-call count in `journal`."""
+        copied = self.model_copy()
+        copied._journal = journal
+        return copied
+
+    @property
+    def journal(self) -> JobJournal:
+        """Where the job's checkpoints live (a `NoJournal` unless the runtime gave one)."""
+        return self._journal
 
     @property
     def validated(self) -> BaseModel | None:

@@ -1,7 +1,7 @@
 """The failure taxonomy: what went wrong, why, and whether a retry can help by default.
 
 `FailureType` and `FailureReason` keep the original system's string values (10 types, 46
-reasons) plus the five reasons the design records need. Kept apart from `connectors.errors` so the
+reasons) plus the few reasons the design records need. Kept apart from `connectors.errors` so the
 tables read on their own; `connectors.errors` re-exports every name here.
 """
 
@@ -35,7 +35,7 @@ class FailureType(StrEnum):
 
 
 class FailureReason(StrEnum):
-    """Why it went wrong: the original's 46 reasons plus five the design records add."""
+    """Why it went wrong: the original's 46 reasons plus the few the design records add."""
 
     # generation_refusal
     VIOLENCE_DETECTED = "violence_detected"
@@ -71,6 +71,7 @@ class FailureReason(StrEnum):
     GPU_MEMORY_FULL = "gpu_memory_full"
     CONCURRENT_LIMIT = "concurrent_limit"
     INSUFFICIENT_CREDITS = "insufficient_credits"  # added: out of credits / billing quota
+    BUDGET_EXCEEDED = "budget_exceeded"  # added: the tenant's own spending limit was reached
     # auth_error
     INVALID_API_KEY = "invalid_api_key"
     EXPIRED_TOKEN = "expired_token"
@@ -152,6 +153,7 @@ REASON_TYPES: dict[FailureReason, FailureType] = {
         R.GPU_MEMORY_FULL,
         R.CONCURRENT_LIMIT,
         R.INSUFFICIENT_CREDITS,
+        R.BUDGET_EXCEEDED,
     ),
     **_group(
         T.AUTH_ERROR,

@@ -47,6 +47,11 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
         )
     elif "result" in record:
         click.echo(json.dumps(record["result"].get("data"), indent=2, default=str))
+    for hook in record.get("webhook_deliveries") or ():  # one line per attempt, oldest first
+        click.echo(
+            f"  webhook {hook['event']} attempt {hook['attempt']}: {hook['outcome']} "
+            f"(HTTP {hook['status'] or '-'}) at {hook['time']} {hook.get('reason') or ''}".rstrip()
+        )
 
 
 def _wait(job_id: str, service: str, timeout: float, show_bar: bool) -> dict[str, Any]:
@@ -170,9 +175,10 @@ def _register_commands() -> None:
     from emp_tasks.flower_cmd import flower
     from emp_tasks.health_cmd import health, ping
     from emp_tasks.replay_cmd import failed, replay
+    from emp_tasks.spend_cmd import spend
     from emp_tasks.worker_cmd import worker
 
-    for command in (worker, health, ping, flower, failed, replay):
+    for command in (worker, health, ping, flower, failed, replay, spend):
         main.add_command(command)
 
 

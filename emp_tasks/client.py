@@ -8,9 +8,12 @@ from celery.result import AsyncResult
 
 from connectors.classify import error_from_exception
 from connectors.errors import ConnectorError
+from emp_tasks import journal, waits
 from emp_tasks.celery_app import app
 from emp_tasks.config import resolve_service
+from emp_tasks.job_types import named_payload
 from emp_tasks.tasks import task_for
+from emp_tasks.webhook_store import webhook_deliveries
 
 __all__ = ["ERROR_FIELDS", "error_fields", "job_record", "submit"]
 
@@ -40,6 +43,7 @@ def submit(
 ) -> AsyncResult:
     """Enqueue a job on its service's queue. Unknown services and bad payloads are refused."""
     spec = resolve_service(service)
+    payload = named_payload(service, payload)  # a named Glif workflow: glif + "workflow"
     return task_for(spec.name).apply_async(
         args=(payload,), kwargs={"ctx": ctx, "metadata": metadata}, task_id=job_id
     )
@@ -52,6 +56,13 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
     return {key: data[key] for key in ERROR_FIELDS}
 
 
+def _attempts(result: AsyncResult) -> int | None:
+    """Attempts so far by the stored request: Celery's retries less the job's waits."""
+    if result.retries is None:
+        return None
+    return waits.attempt_of(result.retries, waits.metadata_in(result.args, result.kwargs)) + 1
+
+
 def job_record(job_id: str | AsyncResult, service: str | None = None) -> dict[str, Any]:
     """`{job_id, service, status, attempts, result | error | progress}` for any job."""
     result = job_id if isinstance(job_id, AsyncResult) else AsyncResult(job_id, app=app)
@@ -61,7 +72,7 @@ def job_record(job_id: str | AsyncResult, service: str | None = None) -> dict[st
         "job_id": result.id,
         "service": service or (name.removeprefix("emp.") if name else None),
         "status": _RUNNING.get(state, state.lower()),
-        "attempts": (result.retries or 0) + 1 if result.retries is not None else None,
+        "attempts": _attempts(result),
     }
     if state == "SUCCESS":
         value = result.result or {}
@@ -76,4 +87,7 @@ def job_record(job_id: str | AsyncResult, service: str | None = None) -> dict[st
         record["error"] = error_fields(exc if isinstance(exc, BaseException) else Exception(exc))
     elif state == "PROGRESS" and isinstance(result.info, dict):
         record["progress"] = result.info
+    record["provider_calls"] = journal.provider_calls(app, str(result.id))
+    if deliveries := webhook_deliveries(app, str(result.id)):  # event, status, time, attempt
+        record["webhook_deliveries"] = deliveries
     return record

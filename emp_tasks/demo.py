@@ -1,11 +1,12 @@
 """The offline showcase behind `emp-tasks demo` (run as `python -m emp_tasks.demo`).
 
-It starts the Glif, OpenAI and Gemini emulators and one Celery worker on the embedded default
-broker, then submits jobs that show the contract: a Glif image saved to storage, a rate limit
-honoured and then a success, a workflow error and a rejected token that fail at once, one job of
-each OpenAI and Gemini kind, and an OpenAI 429 that means "out of credits" (not retried). It
-prints progress and a final table, stops everything it started, and exits 0 only if every job
-ended the way it should.
+It starts an emulator of every provider and one Celery worker on the embedded default broker,
+then submits the jobs of `emp_tasks.demo_jobs`, which show the contract: a Glif image saved to
+storage, a rate limit honoured and then a success, a workflow error and a rejected token that
+fail at once, one job of each OpenAI, Gemini, ComfyUI, AUTOMATIC1111, Ollama and simulation
+kind, a named Glif workflow, a GPU out-of-memory retried, and an OpenAI 429 that means "out of
+credits" (not retried). It prints progress and a final table, stops everything it started, and
+exits 0 only if every job ended the way it should.
 """
 
 from __future__ import annotations
@@ -15,113 +16,33 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emp_tasks.sandbox.faults import Fault
+from emp_tasks.demo_jobs import DemoJob, demo_jobs
+from emp_tasks.sandbox.a1111 import A1111Emulator
+from emp_tasks.sandbox.comfyui import ComfyUIEmulator
 from emp_tasks.sandbox.gemini import GeminiEmulator
 from emp_tasks.sandbox.glif import GlifEmulator
+from emp_tasks.sandbox.ollama import OllamaEmulator
 from emp_tasks.sandbox.openai import OpenAIEmulator
 from emp_tasks.sandbox.png import make_png
 from emp_tasks.sandbox.server import EmulatorServer
 
-__all__ = ["DemoJob", "main"]
+__all__ = ["main"]
 
 TOKEN = "sandbox-token"
-QUEUES = "glif,openai_text,openai_responses,openai_image,gemini_text,gemini_image,gemini_image_edit"
-
-
-@dataclass(frozen=True)
-class DemoJob:
-    """One showcase job: where it goes, the fault its emulator injects, and how it must end."""
-
-    label: str
-    service: str
-    payload: dict[str, Any]
-    expect_status: str
-    expect_attempts: int
-    fault: Fault | None = None
-    match: tuple[str, str] | None = None  # (emulator request attribute, value) the fault matches
-
-
-def _jobs(gemini: GeminiEmulator) -> tuple[DemoJob, ...]:
-    image_tool = {"type": "image_generation", "size": "256x256"}
-    return (
-        DemoJob(
-            "glif image",
-            "glif",
-            {"workflow_id": "sandbox-image", "inputs": ["a robot"]},
-            "completed",
-            1,
-        ),
-        DemoJob(
-            "glif rate-limited, then ok",
-            "glif",
-            {"workflow_id": "sandbox-text", "inputs": ["robots"]},
-            "completed",
-            2,
-            Fault("rate_limit", retry_after=2),
-            ("workflow_id", "sandbox-text"),
-        ),
-        DemoJob(
-            "glif workflow error",
-            "glif",
-            {"workflow_id": "sandbox-json", "inputs": []},
-            "failed",
-            1,
-            Fault("invalid_workflow"),
-            ("workflow_id", "sandbox-json"),
-        ),
-        DemoJob(
-            "glif bad token",
-            "glif",
-            {"workflow_id": "sandbox-html", "inputs": []},
-            "failed",
-            1,
-            Fault("unauthorized"),
-            ("workflow_id", "sandbox-html"),
-        ),
-        DemoJob("openai_text (streamed)", "openai_text", {"prompt": "Say hello"}, "completed", 1),
-        DemoJob(
-            "openai_responses image",
-            "openai_responses",
-            {"input": "draw a fox", "tools": [image_tool]},
-            "completed",
-            1,
-        ),
-        DemoJob(
-            "openai_image",
-            "openai_image",
-            {"prompt": "a red fox", "size": "256x256"},
-            "completed",
-            1,
-        ),
-        DemoJob(
-            "openai out of credits",
-            "openai_text",
-            {"prompt": "one more"},
-            "failed",
-            1,
-            Fault("insufficient_quota"),
-            ("prompt", "one more"),
-        ),
-        DemoJob("gemini_text", "gemini_text", {"prompt": "Name a colour"}, "completed", 1),
-        DemoJob("gemini_image", "gemini_image", {"prompt": "a lighthouse"}, "completed", 1),
-        DemoJob(
-            "gem-nano-banana (edit)",
-            "gem-nano-banana",
-            {"prompt": "make it blue", "image_url": gemini.file_url("input.png")},
-            "completed",
-            1,
-        ),
-    )
+QUEUES = (
+    "glif,openai_text,openai_responses,openai_image,gemini_text,gemini_image,gemini_image_edit,"
+    "comfyui,a1111,ollama,simulation"
+)
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     # The documented command, as a user types it: `emp-tasks worker --service a,b,...`.
     argv = [sys.executable, "-m", "emp_tasks.cli", "worker", "--service", QUEUES]
-    argv += ["--concurrency", "8", "--name", "demo@%h"]
+    # Threads for all: the GPU services' prefork pool of one would serialise the whole showcase.
+    argv += ["--pool", "threads", "--concurrency", "8", "--name", "demo@%h"]
     with log.open("wb") as out:  # the worker's own log, kept out of the showcase's output
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -182,9 +103,8 @@ def _saved(records: dict[str, dict[str, Any]]) -> None:
             print(f"saved: {saved['metadata']['url']}")
 
 
-def _environment(
-    var: Path, glif: EmulatorServer, openai: EmulatorServer, gemini: EmulatorServer
-) -> dict[str, str]:
+def _environment(var: Path, emulators: dict[str, EmulatorServer]) -> dict[str, str]:
+    glif, openai, gemini = emulators["glif"], emulators["openai"], emulators["gemini"]
     return {
         **os.environ,
         "EMP_VAR_DIR": str(var.resolve()),
@@ -200,6 +120,13 @@ def _environment(
         "CLOUD_STORAGE_PROVIDER": "local",
         "CLOUD_STORAGE_LOCAL_DIR": str(var / "assets"),
         "ASSET_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
+        "COMFYUI_BASE_URL": emulators["comfyui"].url,
+        "COMFYUI_RETRY_DELAY_SECONDS": "1",
+        "A1111_BASE_URL": emulators["a1111"].url,
+        "A1111_RETRY_DELAY_SECONDS": "1",
+        "A1111_PROGRESS_INTERVAL_SECONDS": "0.25",
+        "OLLAMA_BASE_URL": emulators["ollama"].url,
+        "OLLAMA_RETRY_DELAY_SECONDS": "1",
     }
 
 
@@ -217,11 +144,14 @@ def main() -> int:
         "glif": GlifEmulator(tokens=(TOKEN,), latency=0.8).start(),  # slow enough to watch
         "openai": OpenAIEmulator(tokens=(TOKEN,)).start(),
         "gemini": GeminiEmulator(tokens=(TOKEN,)).start(),
+        "comfyui": ComfyUIEmulator(step_delay=0.1).start(),
+        "a1111": A1111Emulator(step_seconds=0.05).start(),
+        "ollama": OllamaEmulator().start(),
     }
     gemini = emulators["gemini"]
     assert isinstance(gemini, GeminiEmulator)
     gemini.add_file("input.png", make_png("demo-input", 64, 64), "image/png")
-    env = _environment(var, emulators["glif"], emulators["openai"], gemini)
+    env = _environment(var, emulators)
     os.environ.update(env)
     import emp_tasks  # after EMP_VAR_DIR is set: the embedded broker lives there
 
@@ -232,7 +162,7 @@ def main() -> int:
     try:
         started = time.monotonic()
         ids: dict[str, DemoJob] = {}
-        for job in _jobs(gemini):
+        for job in demo_jobs(gemini):
             _inject(job, emulators)
             ids[emp_tasks.submit(job.service, job.payload).id] = job
         records = _watch(ids, timeout=90)

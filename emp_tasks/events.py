@@ -36,7 +36,14 @@ __all__ = [
 ]
 
 EVENT_PREFIX = "task-"
-EVENT_NAMES = ("update_job_progress", "retry_job", "complete_job", "fail_job")
+EVENT_NAMES = (
+    "update_job_progress",
+    "retry_job",
+    "complete_job",
+    "fail_job",
+    "wait_job",  # emp_tasks.waits: re-queued to wait for the provider, not a retry
+    "breaker_state",  # emp_tasks.callgate: a provider's circuit breaker changed state
+)
 
 
 Decision = Literal["emit", "defer", "drop"]

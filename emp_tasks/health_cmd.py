@@ -169,7 +169,7 @@ def health(services: tuple[str, ...], as_json: bool, workers_timeout: float) -> 
         services,
         known,
         lambda name: config.resolve_service(name).name,
-        lambda name: config.missing_env(known[name]),
+        lambda name: config.missing_env(known[name]) or config.unconfigured(known[name]),
     )
     if selection.unknown:
         names = ", ".join(repr(n) for n in selection.unknown)

@@ -21,6 +21,7 @@ from celery import signals
 
 from connectors.errors import configuration_error
 from connectors.redact import scrub
+from emp_tasks import waits
 
 __all__ = ["JOB_FIELDS", "JsonFormatter", "log_format"]
 
@@ -54,10 +55,11 @@ def _task_fields() -> dict[str, Any]:
     if task is None or not getattr(task, "name", "").startswith("emp."):
         return {}
     request = task.request
+    metadata = waits.metadata_in(request.args, request.kwargs)
     return {
         "job_id": request.id,
         "service": task.name.removeprefix("emp."),
-        "attempt": int(request.retries or 0) + 1,
+        "attempt": waits.attempt_of(request.retries, metadata) + 1,  # a wait is not an attempt
     }
 
 

@@ -25,12 +25,16 @@ from prometheus_client import multiprocess as _multiprocess
 from connectors.errors import configuration_error
 
 __all__ = [
+    "BREAKER_STATE",
+    "BREAKER_TRANSITIONS",
     "JOBS",
     "JOBS_IN_PROGRESS",
     "JOB_COST",
     "JOB_FAILURES",
+    "JOB_WAITS",
     "PROVIDER_CALLS",
     "PROVIDER_CALL_SECONDS",
+    "PROVIDER_HOLDS",
     "SERVICE_HEALTHY",
     "MetricsAddress",
     "metrics_address",
@@ -66,6 +70,27 @@ SERVICE_HEALTHY = Gauge(
     "1 when the worker's last health check of the service passed, else 0",
     ["service"],
     multiprocess_mode="liveall",
+)
+
+# The call gate (emp_tasks/callgate.py): waits, provider holds and breaker changes.
+JOB_WAITS = Counter(
+    "emp_job_waits_total",
+    "Jobs re-queued to wait for their provider (not retries, not calls), by why",
+    ["service", "reason"],
+)
+PROVIDER_HOLDS = Counter(
+    "emp_provider_holds_total", "429s with a Retry-After that held every worker", ["service"]
+)
+BREAKER_STATE = Gauge(
+    "emp_breaker_state",
+    "The provider's circuit breaker as this worker last changed it: 0 closed, 1 half-open, 2 open",
+    ["service"],
+    multiprocess_mode="liveall",
+)
+BREAKER_TRANSITIONS = Counter(
+    "emp_breaker_transitions_total",
+    "Circuit breaker state changes, by new state",
+    ["service", "state"],
 )
 
 

@@ -18,7 +18,7 @@ from emp_tasks import metrics
 __all__ = ["Outcome", "ended", "job_cost", "started"]
 
 log = logging.getLogger("emp_tasks.jobs")
-Outcome = Literal["completed", "failed", "retried"]
+Outcome = Literal["completed", "failed", "retried", "waited"]
 
 
 def job_cost(service: str, metadata: Mapping[str, Any]) -> tuple[float, str] | None:

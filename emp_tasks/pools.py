@@ -11,22 +11,30 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from emp_tasks.config import ServiceSpec
 
 __all__ = [
     "AUTOSCALING_POOLS",
     "POOLS",
+    "WEBHOOK_CONCURRENCY",
     "PlanError",
     "WorkerPlan",
     "parse_autoscale",
     "plan_worker",
+    "webhook_plan",
+    "with_webhooks",
 ]
 
 POOLS = ("threads", "prefork", "gevent", "solo")
 # Pools whose size Celery's autoscaler can change; a thread pool's executor cannot grow.
 AUTOSCALING_POOLS = ("prefork", "gevent")
+
+
+# A webhooks-only worker's slots: each delivery mostly waits on a receiver (15 s at most).
+WEBHOOK_CONCURRENCY = 10
+_WEBHOOK_QUEUE = "webhooks"  # emp_tasks.webhooks.QUEUE, named here to keep this module pure
 
 
 class PlanError(ValueError):
@@ -156,3 +164,26 @@ def plan_worker(
         autoscale=scale,
         notes=tuple(pool_notes + ([] if scale else size_notes)),
     )
+
+
+def webhook_plan(pool: str | None = None, concurrency: int | None = None) -> WorkerPlan:
+    """A worker for the `webhooks` queue alone: threads by default, deliveries wait on I/O."""
+    chosen = pool or "threads"
+    if chosen not in POOLS:
+        raise PlanError(f"--pool must be one of {', '.join(POOLS)}, not {chosen!r}")
+    if concurrency is not None and concurrency < 1:
+        raise PlanError(f"--concurrency must be at least 1, not {concurrency}")
+    return WorkerPlan(
+        services=(_WEBHOOK_QUEUE,),
+        queues=(_WEBHOOK_QUEUE,),
+        pool=chosen,
+        concurrency=concurrency or WEBHOOK_CONCURRENCY,
+    )
+
+
+def with_webhooks(plan: WorkerPlan) -> WorkerPlan:
+    """The plan also consuming the `webhooks` queue, its deliveries sharing the plan's slots."""
+    if _WEBHOOK_QUEUE in plan.queues:
+        return plan
+    note = "also delivers webhooks (queue webhooks), sharing these slots with the jobs"
+    return replace(plan, queues=(*plan.queues, _WEBHOOK_QUEUE), notes=(*plan.notes, note))

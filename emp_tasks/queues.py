@@ -25,6 +25,7 @@ __all__ = [
     "DEAD_LETTER_EXCHANGE",
     "DEFAULT_DELIVERY_LIMIT",
     "JOB_EXCHANGE",
+    "broker_countdown",
     "dead_letter_queues",
     "declare_dead_letter_queues",
     "delivery_limit",
@@ -46,6 +47,16 @@ def is_amqp(broker_url: str) -> bool:
     return broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
 
+def broker_countdown(countdown: float, broker_url: str) -> float:
+    """A retry's countdown as the broker can hold it.
+
+    Celery's native delayed delivery on RabbitMQ routes by whole seconds and refuses a
+    countdown under one ("countdown must be a positive number"), failing the job; Redis holds
+    any countdown as an ETA.
+    """
+    return max(countdown, 1.0) if is_amqp(broker_url) else countdown
+
+
 def delivery_limit(env: Mapping[str, str] | None = None) -> int:
     """EMP_DELIVERY_LIMIT: how many deliveries of one job before it counts as poison."""
     env = os.environ if env is None else env
@@ -59,9 +70,11 @@ def delivery_limit(env: Mapping[str, str] | None = None) -> int:
     return int(raw)
 
 
-def service_queues(specs: Iterable[ServiceSpec], broker_url: str) -> list[Queue]:
-    """One queue per service, shaped for the broker."""
-    names = list(dict.fromkeys(spec.queue for spec in specs))
+def service_queues(
+    specs: Iterable[ServiceSpec], broker_url: str, extra: Iterable[str] = ()
+) -> list[Queue]:
+    """One queue per service (and per `extra` name, e.g. `webhooks`), shaped for the broker."""
+    names = list(dict.fromkeys([*(spec.queue for spec in specs), *extra]))
     if not is_amqp(broker_url):
         return [Queue(name) for name in names]
     return [

@@ -13,17 +13,31 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, NoReturn, Protocol
 
-from celery import Task, signals
+from celery import Task, current_app, signals
 
+import celeryconfig
 from connectors.base import BaseConnector
 from connectors.classify import error_from_exception
 from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
 from connectors.models import JobData, JobProgress, JobResult
 from connectors.protocol import HTTP_MODES
-from emp_tasks import deliveries, metrics, outcomes, queues
+from connectors.protocol.gate import deferral
+from emp_tasks import (
+    budgets,
+    callgate,
+    deliveries,
+    journal,
+    metrics,
+    outcomes,
+    queues,
+    timers,
+    waits,
+    webhooks,
+)
 from emp_tasks import events as ev
-from emp_tasks.config import ServiceSpec, connector_class
+from emp_tasks.config import ServiceSpec, connector_class, services
+from emp_tasks.job_types import prepare_payload
 from emp_tasks.retry import RetryDecision, RetryPolicy, retry_decision
 
 __all__ = [
@@ -53,11 +67,8 @@ TimerFactory = Callable[[float, Callable[[], None]], Cancellable]
 
 
 def start_timer(delay: float, callback: Callable[[], None]) -> Cancellable:
-    """A daemon `threading.Timer`, started: a deferred report must not keep a worker alive."""
-    timer = threading.Timer(delay, callback)
-    timer.daemon = True
-    timer.start()
-    return timer
+    """`callback` after `delay` on the process's one daemon timer thread (not a thread a job)."""
+    return timers.schedule(delay, callback)
 
 
 def policy_for(spec: ServiceSpec) -> RetryPolicy:
@@ -72,7 +83,11 @@ def get_connector(spec: ServiceSpec) -> BaseConnector[Any]:
             kwargs: dict[str, Any] = {}
             if issubclass(cls, HTTP_MODES):  # each builds an HttpClient that reports its calls
                 kwargs["on_call"] = partial(metrics.observe_call, spec.name)
-            _connectors[spec.name] = cls(**kwargs)
+            connector = cls(**kwargs)
+            if isinstance(connector, HTTP_MODES):  # its paid calls pass the rate limit, breaker
+                gate = callgate.process_gate(current_app, services())
+                connector.client = connector.client.with_gate(gate)
+            _connectors[spec.name] = connector
         return _connectors[spec.name]
 
 
@@ -91,6 +106,7 @@ class JobEvents:
         attempt: int,
         throttle: ev.ProgressThrottle | None = None,
         timer: TimerFactory = start_timer,
+        webhook: webhooks.JobWebhook | None = None,
     ) -> None:
         self.task = task
         self.service = service
@@ -103,13 +119,16 @@ class JobEvents:
         self._pending: JobProgress | None = None
         self._timer: Cancellable | None = None
         self._closed = False
+        self.webhook = webhook or webhooks.JobWebhook(task.app, job_id, attempt, None)
 
-    def send(self, name: str, fields: dict[str, Any]) -> None:
+    def send(self, name: str, fields: dict[str, Any], result: dict[str, Any] | None = None) -> None:
         try:
             with self.task.app.events.default_dispatcher(hostname=self.hostname) as dispatcher:
                 dispatcher.send(ev.EVENT_PREFIX + name, uuid=self.job_id, **fields)
         except Exception:  # an event lost must not change the job's outcome
             log.exception("could not send %s for %s", name, self.job_id)
+        # Only enqueued here (never raises, never waits on the receiver): emp_tasks.webhooks.
+        self.webhook.notify(name, fields, result)
 
     def progress(self, progress: JobProgress) -> None:
         with self._lock:
@@ -154,6 +173,7 @@ class JobEvents:
 
 def _job(task: Task, spec: ServiceSpec, payload: Any, ctx: Any, metadata: Any) -> JobData:
     """The job, its payload validated here once and carried to the connector's hooks."""
+    payload = prepare_payload(spec.name, payload)  # a named Glif workflow, with this env
     validated = connector_class(spec).validate_payload(payload)
     validate_ctx(ctx, service=spec.name)
     job = JobData(
@@ -161,25 +181,43 @@ def _job(task: Task, spec: ServiceSpec, payload: Any, ctx: Any, metadata: Any) -
         type=spec.name,
         payload=dict(payload),
         ctx=ctx,
-        metadata={**(metadata or {}), "attempt": task.request.retries + 1},
+        metadata={
+            **(metadata or {}),
+            "attempt": waits.attempt_of(task.request.retries, metadata) + 1,
+        },
     )
-    return job.with_validated(validated)
+    delivery = getattr(task.request, "delivery_info", None) or {}
+    fresh = not task.request.retries and not delivery.get("redelivered")
+    kept = journal.journal_for(task.app, job.id, celeryconfig.VAR_DIR / "journal", fresh=fresh)
+    return job.with_validated(validated).with_journal(kept)
 
 
 def run_job(
     task: Task, spec: ServiceSpec, payload: Any, ctx: Any = None, metadata: Any = None
 ) -> dict[str, Any]:
     """The body of every `emp.<service>` task."""
-    attempt = int(task.request.retries or 0)
-    events = JobEvents(task, spec.name, str(task.request.id), attempt)
+    attempt = waits.attempt_of(task.request.retries, metadata)  # a wait is not an attempt
+    job_id = str(task.request.id)
+    webhook = webhooks.JobWebhook.for_job(task.app, job_id, attempt, ctx)
+    events = JobEvents(task, spec.name, job_id, attempt, webhook=webhook)
     began = time.monotonic()
     outcomes.started(spec.name)
     try:
-        _refuse_poison(task, spec, events.job_id, attempt)
+        _refuse_poison(task, spec, events.job_id, int(task.request.retries or 0))
         job = _job(task, spec, payload, ctx, metadata)
-        result = get_connector(spec).process_job(job, events.progress)
+        if not job.journal.provider_calls():  # a job already paid for is finished, not refused
+            budgets.refuse_over_budget(task.app, spec.name, job.ctx)
+        with callgate.job_scope(events.send, waits.reserved_of(metadata)):
+            result = get_connector(spec).process_job(job, events.progress)
     except Exception as exc:  # process_job already converts; this covers setup failures
-        _fail_or_retry(task, spec, error_from_exception(exc, spec.name), events, began)
+        error = error_from_exception(exc, spec.name)
+        if deferral(error) and waits.waits_of(metadata) < waits.max_waits():
+            _wait_for_provider(task, spec, error, (payload, ctx, metadata), events, began)
+        # A billed failure (a refusal after generation) records and charges what it cost.
+        error = budgets.settle_error(task.app, spec.name, ctx, error)
+        _fail_or_retry(task, spec, error, events, began)
+    budgets.settle_result(task.app, job, result)  # metadata["cost"], charged to ctx.tenant
+    result.metadata["provider_calls"] = job.journal.provider_calls()
     return _complete(spec, result, events, began)
 
 
@@ -204,12 +242,14 @@ def _complete(
     events.close()
     attempts = events.attempt + 1
     result.metadata["attempts"] = attempts
+    record = result.model_dump(mode="json")
     events.send(
         "complete_job",
         ev.complete_fields(spec.name, events.job_id, attempts, result.processing_time_ms),
+        result=record,
     )
     _ended(spec, "completed", events, began, metadata=result.metadata)
-    return result.model_dump(mode="json")
+    return record
 
 
 def _ended(
@@ -239,19 +279,46 @@ def _fail_or_retry(
     decision = retry_decision(error, attempt, policy_for(spec))
     error = final_error(error, spec.name, attempt + 1, decision)
     if decision.countdown is not None:
+        countdown = queues.broker_countdown(decision.countdown, str(task.app.conf.broker_url))
         events.send(
-            "retry_job",
-            ev.retry_fields(spec.name, events.job_id, error, attempt + 1, decision.countdown),
+            "retry_job", ev.retry_fields(spec.name, events.job_id, error, attempt + 1, countdown)
         )
         _ended(spec, "retried", events, began, error=error)
         # Celery's own retry: a new message with the same id, delivered after `countdown`.
         # max_retries=None because retry_decision is the one place that bounds attempts.
-        raise task.retry(exc=error, countdown=decision.countdown, max_retries=None)
+        raise task.retry(exc=error, countdown=countdown, max_retries=None)
     events.send(
         "fail_job", ev.fail_fields(spec.name, events.job_id, error, attempt + 1, decision.reason)
     )
     _ended(spec, "failed", events, began, error=error)
     raise error
+
+
+def _wait_for_provider(
+    task: Task,
+    spec: ServiceSpec,
+    error: ConnectorError,
+    job_args: tuple[Any, Any, Any],
+    events: JobEvents,
+    began: float,
+) -> NoReturn:
+    """Re-queue a job whose call the gate deferred: a wait (`wait_job`), not a retry.
+
+    The worker slot is given back at once; the message carries the wait count (attempts are
+    `retries - waits`, see emp_tasks.waits) and the slot the limiter reserved, if any.
+    """
+    events.close()
+    payload, ctx, metadata = job_args
+    meta = waits.wait_metadata(metadata, error)
+    seconds = waits.countdown(error)
+    fields = waits.wait_fields(
+        spec.name, events.job_id, error, meta[waits.WAITS], events.attempt + 1, seconds
+    )
+    events.send("wait_job", fields)
+    metrics.JOB_WAITS.labels(spec.name, fields["reason"]).inc()
+    _ended(spec, "waited", events, began)
+    kwargs = {"ctx": ctx, "metadata": meta}
+    raise task.retry(args=[payload], kwargs=kwargs, countdown=seconds, max_retries=None)
 
 
 def final_error(
@@ -275,6 +342,8 @@ def _fail_job_for_failures_outside_the_task(
     sender: Task | None = None,
     task_id: str | None = None,
     exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
     **_: Any,
 ) -> None:
     """`fail_job` for failures the task body never saw (a hard time limit, a lost worker).
@@ -285,6 +354,8 @@ def _fail_job_for_failures_outside_the_task(
     name = getattr(sender, "name", "") or ""
     if not name.startswith("emp.") or exception is None or isinstance(exception, ConnectorError):
         return
+    if name == webhooks.DELIVERY_TASK:  # not a job: a delivery's failure is only logged
+        return
     service = name.removeprefix("emp.")
     error = error_from_exception(exception, service)
     fields = ev.fail_fields(service, str(task_id), error, 0, "failed outside the task body")
@@ -294,3 +365,6 @@ def _fail_job_for_failures_outside_the_task(
             dispatcher.send(ev.EVENT_PREFIX + "fail_job", uuid=task_id, **fields)
     except Exception:
         log.exception("could not send fail_job for %s", task_id)
+    ctx = (kwargs or {}).get("ctx") or (args[1] if len(args or ()) > 1 else None)
+    app = getattr(sender, "app", None)
+    webhooks.JobWebhook.for_job(app, str(task_id), 0, ctx).notify("fail_job", fields)

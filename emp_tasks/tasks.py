@@ -16,9 +16,10 @@ from celery import Celery, Task
 
 from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
-from emp_tasks import limits
+from emp_tasks import budgets, limits, webhook_delivery, webhooks
 from emp_tasks.celery_app import app
 from emp_tasks.config import ServiceSpec, connector_class, services
+from emp_tasks.job_types import prepare_payload
 from emp_tasks.runner import run_job
 
 __all__ = ["TASKS", "JobTask", "job_arguments", "task_for"]
@@ -33,8 +34,13 @@ class JobTask(Task):  # type: ignore[misc]
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         payload, ctx = job_arguments(args, kwargs)
-        connector_class(self.spec).validate_payload(payload)
+        # A named Glif workflow is resolved to validate it; the message keeps the name.
+        connector_class(self.spec).validate_payload(prepare_payload(self.spec.name, payload))
         validate_ctx(ctx, service=self.spec.name)
+        if not options.get("retries"):  # a Celery retry re-enters here, in the worker
+            webhooks.check_submit(ctx)  # URL (SSRF rules) and EMP_WEBHOOK_SECRET, at submit
+        if not options.get("retries"):  # a Celery retry is checked by the worker instead
+            budgets.refuse_over_budget(self.app, self.spec.name, ctx)  # refused: nothing queued
         return super().apply_async(args, kwargs, **options)
 
 
@@ -70,6 +76,7 @@ def _make_task(spec: ServiceSpec, celery_app: Celery = app) -> JobTask:
     return task
 
 
+_ = webhook_delivery  # registers `emp.webhook`, the webhooks queue's task, on every worker
 TASKS: dict[str, JobTask] = {name: _make_task(spec) for name, spec in services().items()}
 globals().update(TASKS)
 

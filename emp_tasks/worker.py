@@ -29,7 +29,7 @@ from emp_tasks.config import ServiceSpec, missing_env, services
 
 __all__ = ["check_environment", "services_for_queues"]
 
-_served: list[ServiceSpec] = []
+_served: list[ServiceSpec] | None = None  # set at start-up; [] for a webhooks-only worker
 
 
 def services_for_queues(queues: Iterable[str] | None) -> list[ServiceSpec]:
@@ -74,15 +74,23 @@ def _queues_option(options: Mapping[str, Any]) -> list[str]:
 
 @signals.celeryd_init.connect  # type: ignore[untyped-decorator]
 def _refuse_missing_env(options: Mapping[str, Any] | None = None, **_: Any) -> None:
-    specs = services_for_queues(_queues_option(options or {}))
+    asked = _queues_option(options or {})
+    specs = services_for_queues(asked)
+    if asked and all(q.strip() == "webhooks" for q in asked):
+        specs = []  # delivers webhooks only: no provider to check or probe
     complaint = check_environment(specs)
+    if not complaint and (not asked or "webhooks" in {q.strip() for q in asked}):
+        from emp_tasks.worker_cmd import webhook_complaint  # imports click: only when needed
+
+        complaint = webhook_complaint() if "webhooks" in {q.strip() for q in asked} else ""
     if complaint:
         print(complaint, file=sys.stderr, flush=True)
         raise SystemExit(1)
     for spec in specs:
         for name in spec.required_env:
             register_secret(os.environ.get(name))
-    _served[:] = specs
+    global _served
+    _served = specs
     where = metrics.metrics_address()
     if where is not None:
         metrics.serve_metrics(where)  # before the pool forks: one server, in the main process
@@ -114,7 +122,7 @@ def _extend_visibility(sender: Any = None, **_: Any) -> None:
 def _start_health_checks(**_: Any) -> None:
     from emp_tasks.health import start_health_checks
 
-    start_health_checks(_served or services_for_queues(None))
+    start_health_checks(_served if _served is not None else services_for_queues(None))
 
 
 @signals.worker_shutdown.connect  # type: ignore[untyped-decorator]

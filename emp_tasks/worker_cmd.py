@@ -17,9 +17,22 @@ import click
 
 from connectors.errors import ConnectorError
 from emp_tasks.config import ServiceSpec, resolve_service, services
-from emp_tasks.pools import POOLS, PlanError, WorkerPlan, plan_worker
+from emp_tasks.pools import (
+    POOLS,
+    PlanError,
+    WorkerPlan,
+    plan_worker,
+    webhook_plan,
+    with_webhooks,
+)
 
-__all__ = ["selected_services", "worker", "worker_environment"]
+__all__ = [
+    "make_plan",
+    "selected_services",
+    "webhook_complaint",
+    "worker",
+    "worker_environment",
+]
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 # kombu's filesystem transport keeps a worker's unacked jobs in that process's memory only.
@@ -57,6 +70,38 @@ def worker_environment(plan: WorkerPlan, env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def make_plan(
+    names: tuple[str, ...],
+    every: bool,
+    webhooks: bool,
+    *,
+    pool: str | None = None,
+    concurrency: int | None = None,
+    autoscale: str | None = None,
+) -> tuple[list[ServiceSpec], WorkerPlan]:
+    """The services and the plan: `--webhooks` alone is a webhooks-only worker."""
+    if webhooks and not names and not every:
+        if autoscale:
+            raise PlanError("--autoscale is for service workers; give --concurrency instead")
+        return [], webhook_plan(pool=pool, concurrency=concurrency)
+    specs = selected_services(names, every)
+    plan = plan_worker(specs, pool=pool, concurrency=concurrency, autoscale=autoscale)
+    return specs, with_webhooks(plan) if webhooks else plan
+
+
+def webhook_complaint(env: dict[str, str] | None = None) -> str:
+    """'' when this worker can sign and send webhooks, else the one line naming the setting."""
+    from emp_tasks.webhook_policy import WebhookSettings
+    from emp_tasks.webhook_signing import secrets_from_env
+
+    try:
+        secrets_from_env(env)
+        WebhookSettings.from_env(env)
+    except ConnectorError as exc:
+        return f"emp-tasks worker: --webhooks: {exc.message}"
+    return ""
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"emp-tasks worker: {message}", err=True)
     sys.exit(code)
@@ -74,6 +119,9 @@ def _require_healthy(specs: list[ServiceSpec]) -> None:
 @click.command()
 @click.option("--service", "names", multiple=True, help="Service(s) to serve: NAME[,NAME...].")
 @click.option("--all", "every", is_flag=True, help="Serve every service in the mapping.")
+@click.option(
+    "--webhooks", is_flag=True, help="Also deliver job webhooks (alone: a webhooks-only worker)."
+)
 @click.option("--pool", default=None, help=f"Override the mapping's pool: {', '.join(POOLS)}.")
 @click.option("--concurrency", type=int, default=None, help="Worker slots (default: mapping).")
 @click.option("--autoscale", default=None, metavar="MAX,MIN", help="prefork and gevent only.")
@@ -83,6 +131,7 @@ def _require_healthy(specs: list[ServiceSpec]) -> None:
 def worker(
     names: tuple[str, ...],
     every: bool,
+    webhooks: bool,
     pool: str | None,
     concurrency: int | None,
     autoscale: str | None,
@@ -95,12 +144,13 @@ def worker(
     from emp_tasks.worker import check_environment
 
     try:
-        specs = selected_services(names, every)
-        plan = plan_worker(specs, pool=pool, concurrency=concurrency, autoscale=autoscale)
+        specs, plan = make_plan(
+            names, every, webhooks, pool=pool, concurrency=concurrency, autoscale=autoscale
+        )
     except (PlanError, ConnectorError) as exc:
         _fail(exc.message if isinstance(exc, ConnectorError) else str(exc), EXIT_USAGE)
         return
-    complaint = check_environment(specs)
+    complaint = check_environment(specs) or (webhook_complaint() if webhooks else "")
     if complaint:
         click.echo(complaint, err=True)
         sys.exit(EXIT_FAILED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import requests
 from requests.auth import AuthBase
 
+from connectors.protocol.gate import key_id
 from connectors.redact import register_secret
 
 __all__ = ["ApiKeyHeaderAuth", "BearerAuth"]
@@ -20,6 +21,7 @@ class BearerAuth(AuthBase):
     def __init__(self, token: str) -> None:
         register_secret(token)
         self._token = token
+        self.key_id = key_id(token)  # a hash, so a limiter can tell keys apart
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self._token}"
@@ -36,6 +38,7 @@ class ApiKeyHeaderAuth(AuthBase):
         register_secret(key)
         self._header = header
         self._key = key
+        self.key_id = key_id(key)  # a hash, so a limiter can tell keys apart
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers[self._header] = self._key

@@ -23,6 +23,7 @@ from requests.auth import AuthBase
 
 from connectors.classify import error_from_exception, error_from_status
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
+from connectors.protocol.gate import CallGate
 from connectors.redact import truncate
 
 __all__ = [
@@ -75,6 +76,9 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
     read_timeout: float | None = None  # overrides the client's read timeout (probes)
+    # Whether the call gate (rate limit, holds, breaker) admits it first; None: every POST
+    # (the call that starts paid work), not the GETs that poll, probe or download.
+    gated: bool | None = None
 
     def summary(self) -> dict[str, Any]:
         """What the request was, for forensic context (secrets are redacted downstream)."""
@@ -149,6 +153,7 @@ class HttpClient:
         session: requests.Session | None = None,
         on_call: CallObserver | None = None,
         api: ApiProfile | None = None,
+        gate: CallGate | None = None,
     ) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
@@ -157,13 +162,42 @@ class HttpClient:
         self.session = session or new_session()
         self.on_call = on_call
         self.api = api or ApiProfile()
+        self.gate = gate
+        # The limiter tells a worker's API keys apart by this hash, never by the key.
+        self.key_id: str | None = getattr(auth, "key_id", None)
+
+    def with_gate(self, gate: CallGate | None) -> HttpClient:
+        """A copy of this client whose paid calls go through `gate` (this one unchanged)."""
+        copy = object.__new__(HttpClient)
+        copy.__dict__.update(self.__dict__, gate=gate)
+        return copy
 
     def url(self, path: str = "") -> str:
         """`path` under the base URL (the base URL itself when empty)."""
         return f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
 
     def send(self, request: HttpRequest) -> requests.Response:
-        """Send once; a network failure or an error status raises a classified error."""
+        """Send once; a network failure or an error status raises a classified error.
+
+        A gated request is admitted by the gate first (which may raise a deferral) and its
+        outcome reported back, so limits, holds and the breaker see every paid call.
+        """
+        gate = self.gate if self._gated(request) else None
+        if gate is None:
+            return self._send(request)
+        gate.admit(self.service, self.key_id)
+        try:
+            response = self._send(request)
+        except ConnectorError as exc:
+            gate.settle(self.service, self.key_id, exc)
+            raise
+        gate.settle(self.service, self.key_id, None)
+        return response
+
+    def _gated(self, request: HttpRequest) -> bool:
+        return request.method.upper() == "POST" if request.gated is None else request.gated
+
+    def _send(self, request: HttpRequest) -> requests.Response:
         started = time.monotonic()
         try:
             response = self.session.request(
@@ -207,6 +241,8 @@ class HttpClient:
         """Send a health probe the normal way (`send`: no redirects), with a short read timeout."""
         if request.read_timeout is None:
             request = replace(request, read_timeout=PROBE_READ_TIMEOUT)
+        # A probe is free and says whether the provider is up: no limiter, hold or breaker.
+        request = replace(request, gated=False)
         try:
             return self.send(request)
         except ConnectorError as exc:

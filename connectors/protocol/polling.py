@@ -20,6 +20,7 @@ import requests
 
 from connectors.base import BaseConnector, P
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
+from connectors.journal import PROVIDER_JOB
 from connectors.models import (
     JobData,
     JobResult,
@@ -191,22 +192,15 @@ class PollingHTTPConnector(BaseConnector[P], Generic[P]):
     def process_job_impl(self, job: JobData, payload: P, progress: ProgressCallback) -> JobResult:
         # The deadline covers submission too: it bounds the whole job, not just the waiting.
         started = self.poll_policy.clock()
-        report_progress(progress, job, 5, "initializing", "Preparing request")
-        request = self.build_request(job, payload)
-        report_progress(progress, job, 15, "submitting", "Submitting job")
-        service_job_id = self.extract_job_id(self.client.send(request), job)
-        if not isinstance(service_job_id, str) or not service_job_id:
-            no_id = Classification(FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA)
-            raise no_id.error(
-                f"{self.service_type} accepted the job but returned no job id",
-                context={"request": request.summary(), "job_id": repr(service_job_id)},
-            )
+        service_job_id = self._submitted(job, payload, progress)
         run = _Run(service_job_id=service_job_id, started=started)
         meta = {"service_job_id": service_job_id}
         report_progress(progress, job, POLL_PROGRESS_START, "polling", "Waiting for provider", meta)
         try:
             status = self._poll(run, job, progress)
-        except ConnectorError:
+        except ConnectorError as exc:
+            if not exc.retryable:  # the provider job failed or is gone: a replay submits anew
+                job.journal.drop(PROVIDER_JOB)
             raise
         except Exception:
             # Interrupted mid-wait (e.g. Celery's soft time limit): the provider job would
@@ -216,6 +210,27 @@ class PollingHTTPConnector(BaseConnector[P], Generic[P]):
         result = self.build_result(status, job, payload)
         report_progress(progress, job, 100, "completed", "Completed", meta)
         return _with_job_id(result, self.service_type, run)
+
+    def _submitted(self, job: JobData, payload: P, progress: ProgressCallback) -> str:
+        """The provider's job id: the one an earlier delivery submitted, else a new job's."""
+        saved = job.journal.load(PROVIDER_JOB) or {}
+        if isinstance(saved.get("id"), str) and saved["id"]:
+            report_progress(progress, job, 15, "resuming", "Polling the job already submitted")
+            return str(saved["id"])
+        report_progress(progress, job, 5, "initializing", "Preparing request")
+        request = self.build_request(job, payload)
+        report_progress(progress, job, 15, "submitting", "Submitting job")
+        job.journal.paid_call()
+        service_job_id = self.extract_job_id(self.client.send(request), job)
+        if not isinstance(service_job_id, str) or not service_job_id:
+            no_id = Classification(FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA)
+            raise no_id.error(
+                f"{self.service_type} accepted the job but returned no job id",
+                context={"request": request.summary(), "job_id": repr(service_job_id)},
+            )
+        # Before anything else can fail: a redelivery polls this job instead of paying again.
+        job.journal.save(PROVIDER_JOB, {"id": service_job_id})
+        return service_job_id
 
     def _poll(self, run: _Run, job: JobData, progress: ProgressCallback) -> PollStatus:
         policy = self.poll_policy
@@ -245,6 +260,7 @@ class PollingHTTPConnector(BaseConnector[P], Generic[P]):
             if status.state == "completed":
                 return status
             if status.state == "failed":
+                job.journal.drop(PROVIDER_JOB)  # over at the provider: a retry submits anew
                 raise self._job_failed(run, status)
             elapsed = policy.clock() - run.started
             run.shown = poll_progress(status.progress, elapsed, policy.deadline, run.shown)
@@ -276,6 +292,7 @@ class PollingHTTPConnector(BaseConnector[P], Generic[P]):
 
     def _cancel(self, run: _Run, job: JobData) -> dict[str, bool]:
         """Best-effort cancel of the provider job. Never raises: the caller already has an error."""
+        job.journal.drop(PROVIDER_JOB)  # cancelled or abandoned: a retry submits a new job
         request = None
         try:
             request = self.build_cancel_request(run.service_job_id, job)

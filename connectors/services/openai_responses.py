@@ -118,7 +118,12 @@ class OpenAIResponsesConnector(PollingHTTPConnector[OpenAIResponsesPayload]):
     ) -> JobResult:
         body: dict[str, Any] = status.result
         output = parse_output(body)
-        context = {"response_id": body.get("id"), "raw_output": strip_base64(body.get("output"))}
+        context = {
+            "response_id": body.get("id"),
+            "raw_output": strip_base64(body.get("output")),
+            "usage": body.get("usage"),  # a refusal after generation was billed: its cost
+            "model": body.get("model"),
+        }
         refused = refusal_in(output)
         if refused is not None:
             raise refusal_error(refused, service=self.service_type, context=context)

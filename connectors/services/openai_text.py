@@ -183,11 +183,17 @@ class OpenAITextConnector(StreamingHTTPConnector[OpenAITextPayload, TextStream])
         self, state: TextStream, job: JobData, payload: OpenAITextPayload
     ) -> JobResult:
         text = "".join(state.parts)
+        model = state.model or payload.model or self.settings.text_model
         if state.finish_reason == "content_filter" or state.refusal:
             reason = "".join(state.refusal) or "the output was stopped by the content filter"
-            context = {"finish_reason": state.finish_reason, "partial_text": text}
+            # usage and model: the tokens were generated and billed, so the failure has a cost.
+            context = {
+                "finish_reason": state.finish_reason,
+                "partial_text": text,
+                "usage": state.usage,
+                "model": model,
+            }
             raise refusal_error(reason, service=self.service_type, context=context)
-        model = state.model or payload.model or self.settings.text_model
         usage = state.usage or {}
         return JobResult(
             data={

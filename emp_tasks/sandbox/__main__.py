@@ -15,16 +15,22 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from emp_tasks.sandbox.a1111 import A1111Emulator
+from emp_tasks.sandbox.comfyui import ComfyUIEmulator
 from emp_tasks.sandbox.gemini import GeminiEmulator
 from emp_tasks.sandbox.glif import GlifEmulator
+from emp_tasks.sandbox.ollama import OllamaEmulator
 from emp_tasks.sandbox.openai import OpenAIEmulator
 from emp_tasks.sandbox.server import EmulatorServer
 
 __all__ = ["EMULATORS", "main"]
 
 EMULATORS: dict[str, Callable[..., EmulatorServer]] = {
+    "a1111": A1111Emulator,
+    "comfyui": ComfyUIEmulator,
     "gemini": GeminiEmulator,
     "glif": GlifEmulator,
+    "ollama": OllamaEmulator,
     "openai": OpenAIEmulator,
 }
 
@@ -48,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds of delay added to every provider call"
     )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="answer calls beyond N a second with 429 + Retry-After (default 0: no limit)",
+    )
     return parser
 
 
@@ -67,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens=args.tokens or ["sandbox-token"],
         latency=args.latency,
     )
+    emulator.set_rate_limit(args.rate_limit)
     with emulator:
         print(emulator.url, flush=True)
         # A timed wait keeps the main thread responsive to signals on every platform.

@@ -14,13 +14,22 @@ This module is pure (no I/O), so its rules are unit-tested without a server.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 from urllib.parse import unquote
 
-__all__ = ["FAULT_HEADER", "Fault", "FaultQueue", "choose_fault", "parse_fault_header"]
+__all__ = [
+    "FAULT_HEADER",
+    "CallLimit",
+    "Fault",
+    "FaultQueue",
+    "choose_fault",
+    "parse_fault_header",
+]
 
 FAULT_HEADER = "X-Sandbox-Fault"
 
@@ -200,6 +209,36 @@ class FaultQueue:
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+
+class CallLimit:
+    """A provider's own rate limit: `rate` calls a second, then 429 with a Retry-After.
+
+    A token bucket of `rate` tokens (at least one), as providers allow short bursts. `take`
+    answers 0 for a call within the limit, else the whole seconds to send as Retry-After (at
+    least 1, as providers round up).
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError("a call limit must be > 0 calls per second")
+        self.rate = rate
+        self._capacity = max(1.0, rate)
+        self._clock = clock
+        self._tokens = self._capacity
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> int:
+        """0 if this call is within the limit (a token is taken), else Retry-After seconds."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._capacity, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0
+            return max(1, math.ceil((1 - self._tokens) / self.rate))
 
 
 def choose_fault(

@@ -34,6 +34,7 @@ from emp_tasks.sandbox.control import (
 )
 from emp_tasks.sandbox.faults import (
     FAULT_HEADER,
+    CallLimit,
     Fault,
     FaultQueue,
     choose_fault,
@@ -57,10 +58,13 @@ class EmulatorServer:
         port: int = 0,
         tokens: Iterable[str] = ("sandbox-token",),
         latency: float = 0.0,
+        rate_limit: float = 0.0,
     ) -> None:
         self.host, self.port = host, port
         self.tokens = frozenset(tokens)
         self.latency = latency
+        self.call_limit: CallLimit | None = None
+        self.set_rate_limit(rate_limit)
         self.faults = FaultQueue()
         self._calls = CallLog()
         self._files = FileStore()
@@ -131,6 +135,10 @@ class EmulatorServer:
         for fault in parsed:
             self._check_kind(fault)
         return self.faults.push(parsed, match)
+
+    def set_rate_limit(self, calls_per_second: float) -> None:
+        """Answer provider calls beyond this many a second with 429 + Retry-After (0: never)."""
+        self.call_limit = CallLimit(calls_per_second) if calls_per_second > 0 else None
 
     def add_file(self, name: str, data: bytes, content_type: str) -> str:
         """Serve ``data`` at ``/_files/<name>``; returns its absolute URL."""
@@ -234,9 +242,19 @@ class EmulatorServer:
             except ValueError as exc:
                 h.send_json(400, {"error": f"Invalid {FAULT_HEADER} header: {exc}"})
                 return
+        if self._over_limit(h):
+            return
         if self.latency > 0:
             time.sleep(self.latency)
         self.handle_provider(h)
+
+    def _over_limit(self, h: EmulatorHandler) -> bool:
+        """Answer 429 + Retry-After when the emulator's own rate limit is spent."""
+        retry_after = self.call_limit.take() if self.call_limit is not None else 0
+        if retry_after:
+            h.extra["fault"] = "rate_limited"
+            h.send_json(429, {"error": "Too many requests"}, {"Retry-After": str(retry_after)})
+        return bool(retry_after)
 
     def _check_kind(self, fault: Fault) -> Fault:
         if self.fault_kinds and fault.kind not in self.fault_kinds:

@@ -17,6 +17,8 @@ from connectors.models import JobData
         None,
         {},
         {"prefix": "tenant-7/"},
+        {"tenant": "tenant-a"},
+        {"tenant": "A" + "b.c_d-9" * 9},  # 64 characters
         {"bucket": "my-bucket", "storage": {"cdnUrl": "https://c"}},
         {
             "storage": {"provider": "s3", "bucket": "b-1", "prefix": "p"},
@@ -39,6 +41,12 @@ def test_good_contexts_pass(ctx: Any) -> None:
         ({"storage": {"accountName": "a", "account_key": "k"}}, "ctx.storage.account_key"),
         ({"api_key": "sk-1"}, "ctx.api_key"),
         ({"hooks": [{"token": "t"}]}, "ctx.hooks[0].token"),
+        ({"tenant": "tenant a"}, "ctx.tenant"),
+        ({"tenant": "a:b"}, "ctx.tenant"),  # it is part of a Redis key
+        ({"tenant": "-a"}, "ctx.tenant"),
+        ({"tenant": ""}, "ctx.tenant"),
+        ({"tenant": 7}, "ctx.tenant"),
+        ({"tenant": "a" * 65}, "ctx.tenant"),
     ],
 )
 def test_bad_contexts_are_refused_naming_the_field(ctx: Any, field: str) -> None:

@@ -83,6 +83,7 @@ ADDED_REASONS = {
     "job_failed": "service_error",
     "service_timeout": "timeout",
     "insufficient_credits": "resource_limit",
+    "budget_exceeded": "resource_limit",
 }
 
 
@@ -100,11 +101,11 @@ def test_failure_type_is_a_str_enum() -> None:
     assert json.dumps(FailureType.TIMEOUT) == '"timeout"'
 
 
-def test_failure_reason_has_46_originals_plus_5_added() -> None:
+def test_failure_reason_has_46_originals_plus_the_added_ones() -> None:
     originals = {r for reasons in ORIGINAL_REASONS.values() for r in reasons}
     assert len(originals) == 46
     values = {r.value for r in FailureReason}
-    assert len(FailureReason) == 51
+    assert len(FailureReason) == 46 + len(ADDED_REASONS)
     assert originals <= values
     assert values - originals == set(ADDED_REASONS)
 

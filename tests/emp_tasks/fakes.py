@@ -75,7 +75,10 @@ class FakeTask:
         # States written and events sent, in the order they happened: (state or event, fields).
         self.timeline: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()  # JobEvents may send from a timer thread
-        self.app = SimpleNamespace(events=SimpleNamespace(default_dispatcher=self.dispatcher))
+        self.app = SimpleNamespace(
+            events=SimpleNamespace(default_dispatcher=self.dispatcher),
+            conf=SimpleNamespace(broker_url="memory://"),
+        )
 
     @contextmanager
     def dispatcher(self, hostname: str | None = None) -> Iterator[Any]:

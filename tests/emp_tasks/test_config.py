@@ -14,6 +14,7 @@ from emp_tasks.config import (
     missing_env,
     resolve_service,
     substitute,
+    unconfigured,
 )
 
 
@@ -79,6 +80,16 @@ def test_missing_env_names_unset_and_empty_required_variables() -> None:
     assert missing_env(spec, {}) == ["GLIF_API_TOKEN"]
     assert missing_env(spec, {"GLIF_API_TOKEN": ""}) == ["GLIF_API_TOKEN"]
     assert missing_env(spec, {"GLIF_API_TOKEN": "t"}) == []
+
+
+@pytest.mark.parametrize("service", ["comfyui", "a1111", "ollama"])
+def test_a_self_hosted_service_counts_as_set_up_only_when_its_url_is_set(service: str) -> None:
+    spec = load_services(env={})[service]
+    variable = f"{service.upper()}_BASE_URL"
+    assert missing_env(spec, {}) == []  # its workers run on the default local URL
+    assert unconfigured(spec, {}) == [variable]
+    assert unconfigured(spec, {variable: "http://gpu-1:8188"}) == []
+    assert unconfigured(load_services(env={})["glif"], {}) == []
 
 
 def test_unknown_service_is_a_validation_error_listing_known_ones() -> None:

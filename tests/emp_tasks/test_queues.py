@@ -8,6 +8,7 @@ from connectors.errors import ConnectorError
 from emp_tasks.config import load_services
 from emp_tasks.queues import (
     BROKER_DELIVERY_LIMIT,
+    broker_countdown,
     dead_letter_queues,
     delivery_limit,
     is_amqp,
@@ -50,6 +51,14 @@ def test_amqp_queues_are_quorum_on_a_topic_exchange_with_dead_letters() -> None:
     assert set(queues) == {spec.queue for spec in SPECS}  # dead letters are not consumed
 
 
+def test_the_webhooks_queue_has_the_same_shape_so_its_retries_wait_in_the_broker() -> None:
+    queues = {q.name: q for q in service_queues(SPECS, "amqp://host//", extra=["webhooks"])}
+    hooks = queues["webhooks"]
+    assert (hooks.exchange.name, hooks.routing_key) == ("emp.jobs", "webhooks")
+    assert (hooks.queue_arguments or {})["x-queue-type"] == "quorum"
+    assert set(queues) == {spec.queue for spec in SPECS} | {"webhooks"}
+
+
 def test_each_service_has_a_dead_letter_queue_bound_by_its_queue_name() -> None:
     dead = {q.name: q for q in dead_letter_queues(SPECS)}
     assert dead["glif.dead"].routing_key == "glif"
@@ -66,3 +75,19 @@ def test_delivery_limit_defaults_to_three(raw: str | None, limit: int) -> None:
 def test_a_delivery_limit_outside_one_to_nineteen_names_the_setting(raw: str) -> None:
     with pytest.raises(ConnectorError, match="EMP_DELIVERY_LIMIT must be a whole number"):
         delivery_limit({"EMP_DELIVERY_LIMIT": raw})
+
+
+@pytest.mark.parametrize(
+    ("countdown", "url", "held"),
+    [
+        (0.2, "amqp://host//", 1.0),  # native delayed delivery refuses under a second
+        (0.0, "pyamqp://host//", 1.0),
+        (7.5, "amqp://host//", 7.5),
+        (0.2, "redis://host/0", 0.2),  # an ETA in Redis holds any countdown
+        (0.0, "filesystem://localhost/", 0.0),
+    ],
+)
+def test_a_countdown_is_floored_at_a_second_only_on_rabbitmq(
+    countdown: float, url: str, held: float
+) -> None:
+    assert broker_countdown(countdown, url) == held

@@ -106,12 +106,13 @@ def test_the_final_hundred_is_an_event_without_a_backend_write() -> None:
     ]
 
 
-def test_the_default_timer_is_a_started_daemon_thread() -> None:
+def test_the_default_timer_runs_the_callback_on_the_shared_daemon_thread() -> None:
     fired = threading.Event()
-    timer = start_timer(0.0, fired.set)
-    assert isinstance(timer, threading.Timer)
-    assert timer.daemon  # a deferred report must not keep a stopping worker alive
+    ran_on: list[threading.Thread] = []
+    start_timer(0.0, lambda: (ran_on.append(threading.current_thread()), fired.set()))
     assert fired.wait(timeout=5)
+    assert ran_on[0].name == "emp-timers"
+    assert ran_on[0].daemon  # a deferred report must not keep a stopping worker alive
 
 
 class TimeLimitExceeded(Exception):

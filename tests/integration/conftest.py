@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from emp_tasks.sandbox.a1111 import A1111Emulator
+from emp_tasks.sandbox.comfyui import ComfyUIEmulator
 from emp_tasks.sandbox.gemini import GeminiEmulator
 from emp_tasks.sandbox.glif import GlifEmulator
+from emp_tasks.sandbox.ollama import OllamaEmulator
 from emp_tasks.sandbox.openai import OpenAIEmulator
 from emp_tasks.sandbox.png import make_png
 from tests.conftest import REDIS_PORT, REDIS_URL, free_port
@@ -29,8 +32,16 @@ from tests.integration.processes import (
 TOKEN = "sandbox-token-7c1e9f0b2a"
 OPENAI_KEY = "sk-openai-integration-9d3b7f21a6"
 GEMINI_KEY = "gemini-integration-key-5b0c3e7a19"
+A1111_AUTH = "artist:a1111-integration-pass-62d0"
 INPUT_PNG = make_png("integration-input", 24, 24)  # served by the Gemini emulator for edits
-EMULATORS = ("glif_emulator", "openai_emulator", "gemini_emulator")
+EMULATORS = (
+    "glif_emulator",
+    "openai_emulator",
+    "gemini_emulator",
+    "a1111_emulator",
+    "ollama_emulator",
+    "comfyui_emulator",
+)
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +92,26 @@ def gemini_emulator() -> Iterator[GeminiEmulator]:
         yield emulator
 
 
+@pytest.fixture(scope="module")
+def a1111_emulator() -> Iterator[A1111Emulator]:
+    """AUTOMATIC1111 with --api-auth A1111_AUTH; 20 steps take 0.6 s, so progress is seen."""
+    with A1111Emulator(tokens=(A1111_AUTH,), step_seconds=0.03) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def ollama_emulator() -> Iterator[OllamaEmulator]:
+    with OllamaEmulator(line_pause=0.05) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def comfyui_emulator() -> Iterator[ComfyUIEmulator]:
+    """ComfyUI with its /ws socket; a sampler step takes 0.05 s, so progress is seen."""
+    with ComfyUIEmulator(step_delay=0.05) as emulator:
+        yield emulator
+
+
 @pytest.fixture(autouse=True)
 def _fresh_emulator(request: pytest.FixtureRequest) -> None:
     for name in request.fixturenames:
@@ -96,6 +127,12 @@ def glif_env(emulator: GlifEmulator, **extra: str) -> dict[str, str]:
         "GLIF_API_TOKEN": TOKEN,
         "GLIF_BASE_URL": emulator.url,
         "GLIF_RETRY_DELAY_SECONDS": "0.2",
+        # No 10/s spacing and no breaker in tests that are not about them (test_rate_limits.py
+        # sets its own): a call delayed past its test's end would land in the next test's call
+        # log, and a breaker opened by one module's faults (in the shared Redis) would hold the
+        # next module's jobs for its cool-down.
+        "GLIF_RATE_LIMIT": "0",
+        "GLIF_BREAKER_FAILURES": "0",
         "ASSET_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
         "CLOUD_STORAGE_LOCAL_DIR": str(Path(os.environ["EMP_VAR_DIR"]) / "assets"),
         **extra,

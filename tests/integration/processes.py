@@ -113,8 +113,13 @@ class RabbitMQServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError((self.folder / "server.log").read_text(errors="replace"))
-            if self.ctl("await_startup", timeout=5).returncode == 0:
-                return self
+            try:
+                if self.ctl("await_startup", timeout=15).returncode == 0:
+                    return self
+            except (
+                subprocess.TimeoutExpired
+            ):  # rabbitmqctl's own VM is slow to start on a busy host
+                continue
             time.sleep(0.5)
         raise RuntimeError("rabbitmq-server did not start")
 

@@ -24,7 +24,25 @@ def test_demo_runs_every_showcase_job_and_exits_zero(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "unexpected" not in done.stdout
-    for label in ("glif rate-limited, then ok", "openai out of credits", "gem-nano-banana (edit)"):
+    labels = (
+        "glif rate-limited, then ok",
+        "openai out of credits",
+        "gem-nano-banana (edit)",
+        "comfyui workflow",
+        "a1111 out of GPU memory, ok",
+        "ollama (streamed)",
+        "simulation retried, then ok",
+        "glif logo-maker (named)",
+    )
+    for label in labels:
         assert label in done.stdout
-    saved = list((tmp_path / "assets").rglob("*.png"))
-    assert len(saved) == 5
+    saved = {path.parent.name for path in (tmp_path / "assets").rglob("*.png")}
+    assert saved == {
+        "glif",
+        "openai_responses",
+        "openai_image",
+        "gemini_image",
+        "gemini_image_edit",
+        "comfyui",
+        "a1111",
+    }

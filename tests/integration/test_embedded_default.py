@@ -53,8 +53,9 @@ def test_submit_wait_json_prints_one_completed_record(embedded: dict[str, str]) 
     done = cli(embedded, "submit", "glif", payload, "--wait", "--json")
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
-    assert set(record) == {"job_id", "service", "status", "attempts", "result"}
+    assert set(record) == {"job_id", "service", "status", "attempts", "provider_calls", "result"}
     assert (record["service"], record["status"], record["attempts"]) == ("glif", "completed", 1)
+    assert record["provider_calls"] == 1  # counted in the SQLite backend's journal
     assert record["result"]["data"]["content_type"] == "image"
 
 
