@@ -18,6 +18,9 @@ app.conf.update(
     task_routes={"bare.glif_post": {"queue": "bare"}},
 )
 _session = requests.Session()
+# As many keep-alive connections as the worker has slots, as emp's connectors keep.
+_size = int(os.environ.get("BARE_POOL_SIZE") or 10)
+_session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=_size, pool_maxsize=_size))
 
 
 @app.task(name="bare.glif_post")

@@ -1,9 +1,12 @@
 """Throughput of `emp.glif` against a bare Celery task doing the same `requests.post`.
 
-Same broker and result backend (a redis-server started here), same Glif emulator, same
-concurrency, same N jobs. Prints both throughputs and their ratio (target >= 0.9).
+Same broker and result backend (a redis-server started here), same Glif emulator, same pool,
+concurrency and N jobs; the bare task's session keeps as many connections as there are slots,
+like emp's. Prints both throughputs, their ratio (target >= 0.9), the share of the ideal
+(concurrency / latency) emp reaches, and the emp worker's peak RSS.
 
     .venv/bin/python benchmarks/overhead.py [--jobs 300] [--concurrency 5] [--latency 0.1]
+        [--pool threads|gevent] [--env NAME=VALUE ...]   (--env: the emp worker's settings)
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,11 +39,38 @@ def run(label: str, submit: object, jobs: int) -> float:
     return jobs / elapsed
 
 
+class PeakRss:
+    """Samples a process's resident memory on a thread and keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_kib = pid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while not self._stop.wait(0.2):
+            try:
+                line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS"))
+            except (OSError, StopIteration):
+                return
+            self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+
+    def stop(self) -> float:
+        """The peak in MiB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kib / 1024
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=5)
     parser.add_argument("--latency", type=float, default=0.1, help="emulator seconds per call")
+    parser.add_argument("--pool", choices=["threads", "gevent"], default="threads")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
 
     port = free_port()
@@ -52,25 +83,39 @@ def main() -> int:
     env = {
         "GLIF_API_TOKEN": TOKEN,
         "GLIF_BASE_URL": emulator.url,
+        "GLIF_RATE_LIMIT": "0",  # overhead, not the limiter: the emulator has no limit
         "PYTHONPATH": str(ROOT),
         "EMP_BROKER_URL": broker,
         "EMP_RESULT_BACKEND": os.environ["EMP_RESULT_BACKEND"],
     }
     logs = Path(tempfile.mkdtemp(prefix="emp-bench-"))
-    ours = WorkerProcess(env, logs / "emp.log", concurrency=args.concurrency, name="bench")
+    settings = dict(item.split("=", 1) for item in args.env)
+    ours = WorkerProcess(
+        {**env, **settings}, logs / "emp.log", concurrency=args.concurrency, name="bench"
+    )
+    bare_env = {**env, "BARE_POOL_SIZE": str(args.concurrency)}
     bare = WorkerProcess(
-        env, logs / "bare.log", queues="bare", concurrency=args.concurrency, name="bare"
+        bare_env, logs / "bare.log", queues="bare", concurrency=args.concurrency, name="bare"
     )
     bare.argv[bare.argv.index("emp_tasks")] = "benchmarks.bare_app"
+    bare.ready_when = (" ready.",)
+    for worker in (ours, bare):
+        worker.argv[worker.argv.index("threads")] = args.pool
     body = {"workflow_id": "sandbox-text", "inputs": ["benchmark"]}
     try:
         import emp_tasks
         from benchmarks.bare_app import glif_post
 
-        print(f"emulator latency {args.latency}s, concurrency {args.concurrency}, redis broker")
+        print(
+            f"emulator latency {args.latency}s, {args.pool} pool, concurrency {args.concurrency},"
+            f" redis broker{', ' + ' '.join(args.env) if args.env else ''}"
+        )
         ours.start()
         emp_tasks.submit("glif", body).get(timeout=60)  # warm-up: imports, connections
+        assert ours.proc is not None
+        rss = PeakRss(ours.proc.pid)
         emp_rate = run("emp.glif", lambda: emp_tasks.tasks.glif.delay(body), args.jobs)
+        peak = rss.stop()
         ours.stop()
         bare.start()
         glif_post.delay({"id": body["workflow_id"], "inputs": body["inputs"]}).get(timeout=60)
@@ -79,7 +124,13 @@ def main() -> int:
             lambda: glif_post.delay({"id": body["workflow_id"], "inputs": body["inputs"]}),
             args.jobs,
         )
+        ideal = args.concurrency / args.latency
         print(f"ratio emp/bare = {emp_rate / bare_rate:.3f} (target >= 0.9)")
+        print(
+            f"emp = {emp_rate / ideal:.0%} of the ideal {ideal:.0f} jobs/s;"
+            f" bare {bare_rate / ideal:.0%}"
+        )
+        print(f"emp worker peak RSS {peak:.0f} MiB")
         return 0
     finally:
         ours.stop()

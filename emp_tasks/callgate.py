@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+BREAKER_READ_TTL = 1.0  # seconds a clean breaker state read is trusted
 # The longest a job sleeps in a worker slot for its call; a later slot re-queues it.
 INLINE_WAIT = 1.0
 # How far ahead slots are reserved; a job further back waits without one and asks again.
@@ -123,6 +124,11 @@ def _is_hold(error: ConnectorError | None) -> bool:
     )
 
 
+def _clean(state: BreakerState) -> bool:
+    """Closed with no failure counted: a success changes nothing."""
+    return state.state == "closed" and not state.failures
+
+
 class ProviderGate:
     """A `CallGate`: admits paid calls through the breaker and the limiter, learns outcomes."""
 
@@ -140,6 +146,10 @@ class ProviderGate:
         self.settings = dict(settings)
         self.shared = shared  # True when the state is in Redis, for every worker
         self._sleep = sleep
+        # The last breaker state read per service and when: a closed, clean breaker read less
+        # than BREAKER_READ_TTL ago is not read again, which saves two Redis reads per call
+        # at the price of noticing another worker's opening that much later.
+        self._seen: dict[str, tuple[BreakerState, float]] = {}
 
     def admit(self, service: str, key: str | None) -> None:
         try:
@@ -191,8 +201,17 @@ class ProviderGate:
         if settings.failures:
             self._record(service, counts_as_failure(error), probe, settings)
 
+    def _read(self, service: str) -> BreakerState:
+        seen = self._seen.get(service)
+        now = time.monotonic()
+        if seen is not None and now - seen[1] < BREAKER_READ_TTL and _clean(seen[0]):
+            return seen[0]
+        state = self.breakers.read(service)
+        self._seen[service] = (state, now)
+        return state
+
     def _admit_breaker(self, service: str, settings: BreakerSettings) -> Admission:
-        if not settings.failures or self.breakers.read(service).state == "closed":
+        if not settings.failures or self._read(service).state == "closed":
             return ALLOWED  # the common case: one read, no write
         admission: Admission = self._update(
             service, lambda state, now: breaker_admit(state, now, settings)
@@ -202,8 +221,8 @@ class ProviderGate:
         return admission
 
     def _record(self, service: str, failed: bool, probe: bool, settings: BreakerSettings) -> None:
-        state = self.breakers.read(service)
-        if state.state == "open" or (state.state == "closed" and not failed and not state.failures):
+        state = self._read(service) if not failed else self.breakers.read(service)
+        if state.state == "open" or (not failed and _clean(state)):
             return  # nothing would change: no write
         self._update(
             service, lambda s, now: (None, breaker_record(s, failed, probe, now, settings))
@@ -213,6 +232,7 @@ class ProviderGate:
         self, service: str, decide: Callable[[BreakerState, float], tuple[Any, BreakerState]]
     ) -> Any:
         result, old, new = self.breakers.update(service, decide)
+        self._seen[service] = (new, time.monotonic())
         if old.state != new.state:
             self._changed(service, old, new)
         return result

@@ -2,8 +2,9 @@
 
 A job that kills its worker every time (a segfault, the OOM killer, `os._exit`) never reaches the
 code that would fail it: the broker just hands it out again (`acks_late` with
-`reject_on_worker_lost`). So every delivery of a job's attempt is counted in the result
-backend's Redis (`emp:deliveries:<job id>:<attempt>`, expiring with the results); a delivery
+`reject_on_worker_lost`). So every redelivery of a job's attempt (a message the broker marks
+as redelivered; the first delivery needs no count) is counted in the result backend's Redis
+(`emp:deliveries:<job id>:<attempt>`, expiring with the results); a delivery
 past `EMP_DELIVERY_LIMIT` fails the job at once - FAILURE, `fail_job`,
 `system_error/worker_lost`, not retried - instead of running it again. A retry is a new attempt
 with a count of its own, and a job put back by a graceful stop gives its delivery back. On

@@ -16,12 +16,13 @@ and Flower attach it to the task); `emp-tasks events` prints them without the pr
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, configuration_error
 from connectors.models import JobProgress
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "complete_fields",
     "fail_fields",
     "progress_fields",
+    "progress_throttle",
+    "progress_timing",
     "retry_fields",
 ]
 
@@ -88,6 +91,34 @@ class ProgressThrottle:
     def mark_sent(self) -> None:
         """Record that a deferred report was sent."""
         self._last = self.clock()
+
+
+def progress_timing(env: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """`(first_after, interval)`: EMP_PROGRESS_FIRST_AFTER (0.25 s), EMP_PROGRESS_INTERVAL (1 s).
+
+    Each progress report shown costs a result-backend write (PROGRESS) and an event: at a
+    thousand jobs in flight a longer first delay or interval is throughput.
+    """
+    env = os.environ if env is None else env
+    values = []
+    for name, default in (("EMP_PROGRESS_FIRST_AFTER", 0.25), ("EMP_PROGRESS_INTERVAL", 1.0)):
+        raw = env.get(name) or ""
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 3600:
+            raise configuration_error(
+                f"{name} must be seconds from 0 to 3600, not {raw!r}", variables=[name]
+            )
+        values.append(value)
+    return values[0], values[1]
+
+
+def progress_throttle() -> ProgressThrottle:
+    """A job's throttle, timed by the worker's settings."""
+    first_after, interval = progress_timing()
+    return ProgressThrottle(interval=interval, first_after=first_after)
 
 
 def progress_fields(service: str, progress: JobProgress, attempt: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
 from connectors.models import JobData, JobProgress, JobResult
 from connectors.protocol import HTTP_MODES
+from connectors.protocol.client import size_pool
 from connectors.protocol.gate import deferral
 from emp_tasks import (
     budgets,
@@ -34,6 +35,7 @@ from emp_tasks import (
     timers,
     waits,
     webhooks,
+    worker,
 )
 from emp_tasks import events as ev
 from emp_tasks.config import ServiceSpec, connector_class, services
@@ -87,6 +89,8 @@ def get_connector(spec: ServiceSpec) -> BaseConnector[Any]:
             if isinstance(connector, HTTP_MODES):  # its paid calls pass the rate limit, breaker
                 gate = callgate.process_gate(current_app, services())
                 connector.client = connector.client.with_gate(gate)
+                # Every slot of the worker shares this connector's keep-alive pool.
+                size_pool(connector.client.session, max(10, worker.slots() or spec.concurrency))
             _connectors[spec.name] = connector
         return _connectors[spec.name]
 
@@ -113,7 +117,7 @@ class JobEvents:
         self.job_id = job_id
         self.attempt = attempt
         self.hostname = task.request.hostname
-        self.throttle = throttle or ev.ProgressThrottle()
+        self.throttle = throttle or ev.progress_throttle()
         self._lock = threading.Lock()
         self._start_timer = timer
         self._pending: JobProgress | None = None
@@ -222,12 +226,18 @@ def run_job(
 
 
 def _refuse_poison(task: Task, spec: ServiceSpec, job_id: str, attempt: int) -> None:
-    """Fail a job whose worker was lost on every earlier delivery of this attempt."""
-    counter = deliveries.counter_for(task.app)
+    """Fail a job whose worker was lost on every earlier delivery of this attempt.
+
+    Only a message the broker marks as redelivered is counted: a first delivery is the first
+    whatever the counter says, so the common case costs no round trip. The key counts the
+    redeliveries; a graceful requeue gives one back either way.
+    """
+    delivery = getattr(task.request, "delivery_info", None) or {}
+    counter = deliveries.counter_for(task.app) if delivery.get("redelivered") else None
     if counter is None:
         return
     try:
-        seen = counter.count(job_id, attempt)
+        seen = counter.count(job_id, attempt) + 1  # and the first delivery
     except Exception:  # counting is a guard; a Redis hiccup must not fail the job itself
         log.warning("could not count the deliveries of %s", job_id, exc_info=True)
         return

@@ -24,12 +24,13 @@ from celery import signals
 from connectors.assets import saver_from_env
 from connectors.errors import ConnectorError
 from connectors.redact import register_secret
-from emp_tasks import logs, metrics, queues, shutdown, visibility
+from emp_tasks import events, logs, metrics, queues, shutdown, visibility
 from emp_tasks.config import ServiceSpec, missing_env, services
 
-__all__ = ["check_environment", "services_for_queues"]
+__all__ = ["check_environment", "services_for_queues", "slots"]
 
 _served: list[ServiceSpec] | None = None  # set at start-up; [] for a webhooks-only worker
+_slots: int | None = None
 
 
 def services_for_queues(queues: Iterable[str] | None) -> list[ServiceSpec]:
@@ -53,6 +54,7 @@ def check_environment(specs: Iterable[ServiceSpec], env: Mapping[str, str] | Non
         logs.log_format(env)
         queues.delivery_limit(env)
         visibility.visibility_timeout(env)
+        events.progress_timing(env)
     except ConnectorError as exc:
         return f"emp-tasks worker: {exc.message}"
     if any(spec.saves_assets for spec in specs):
@@ -63,6 +65,16 @@ def check_environment(specs: Iterable[ServiceSpec], env: Mapping[str, str] | Non
         except ConnectorError as exc:
             return f"emp-tasks worker: output storage is misconfigured: {exc.message}"
     return ""
+
+
+def slots() -> int | None:
+    """This worker's concurrency (its `-c`), once it has started; None before."""
+    return _slots
+
+
+def _concurrency_option(options: Mapping[str, Any]) -> int | None:
+    raw = options.get("concurrency")
+    return int(raw) if isinstance(raw, int | str) and str(raw).isdigit() else None
 
 
 def _queues_option(options: Mapping[str, Any]) -> list[str]:
@@ -89,8 +101,9 @@ def _refuse_missing_env(options: Mapping[str, Any] | None = None, **_: Any) -> N
     for spec in specs:
         for name in spec.required_env:
             register_secret(os.environ.get(name))
-    global _served
+    global _served, _slots
     _served = specs
+    _slots = _concurrency_option(options or {})
     where = metrics.metrics_address()
     if where is not None:
         metrics.serve_metrics(where)  # before the pool forks: one server, in the main process

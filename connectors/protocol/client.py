@@ -38,6 +38,7 @@ __all__ = [
     "error_text",
     "keep_error",
     "new_session",
+    "size_pool",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,15 @@ class ApiProfile:
 
 def new_session(pool_size: int = 10) -> requests.Session:
     """A keep-alive session with a connection pool and no retries of its own."""
-    session = requests.Session()
+    return size_pool(requests.Session(), pool_size)
+
+
+def size_pool(session: requests.Session, pool_size: int) -> requests.Session:
+    """`session` keeping up to `pool_size` connections per host alive, and no retries.
+
+    One connector serves every slot of a worker: a pool smaller than the slots makes the calls
+    beyond it open a connection and throw it away each time.
+    """
     adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

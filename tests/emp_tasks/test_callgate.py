@@ -253,3 +253,38 @@ def test_a_deferred_call_is_not_sent() -> None:
         client.send(HttpRequest("POST", client.url()))
     assert adapter.requests == []
     assert isinstance(session, requests.Session)
+
+
+class CountingBreakers(MemoryBreakerStore):
+    """A breaker store that counts its reads (each one a Redis round trip in production)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.reads = 0
+
+    def read(self, service: str) -> Any:
+        self.reads += 1
+        return super().read(service)
+
+
+def test_a_clean_closed_breaker_is_read_once_per_ttl_not_twice_per_call() -> None:
+    clock = Clock()
+    breakers = CountingBreakers(clock)
+    settings = GateSettings(None, BreakerSettings(failures=3, cooldown=30, probe_timeout=5))
+    g = ProviderGate(MemoryLimiter(clock), breakers, {"glif": settings}, sleep=clock.sleep)
+    for _ in range(20):
+        g.admit("glif", "k")
+        g.settle("glif", "k", None)
+    assert breakers.reads == 1
+
+
+def test_a_failure_is_always_recorded_against_the_shared_state() -> None:
+    clock = Clock()
+    breakers = CountingBreakers(clock)
+    settings = GateSettings(None, BreakerSettings(failures=3, cooldown=30, probe_timeout=5))
+    g = ProviderGate(MemoryLimiter(clock), breakers, {"glif": settings}, sleep=clock.sleep)
+    g.admit("glif", "k")
+    g.settle("glif", "k", server_error())
+    assert breakers.read("glif").failures == 1
+    g.admit("glif", "k")  # not clean any more: read afresh
+    assert breakers.reads >= 3

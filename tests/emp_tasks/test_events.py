@@ -9,7 +9,13 @@ import pytest
 from connectors.errors import ConnectorError
 from connectors.models import JobProgress
 from emp_tasks.event_stream import event_line
-from emp_tasks.events import ProgressThrottle, fail_fields, progress_fields, retry_fields
+from emp_tasks.events import (
+    ProgressThrottle,
+    fail_fields,
+    progress_fields,
+    progress_timing,
+    retry_fields,
+)
 
 
 @pytest.mark.parametrize(
@@ -96,3 +102,23 @@ def test_event_lines_drop_the_task_prefix_and_celery_bookkeeping() -> None:
     assert event_line({"type": "worker-heartbeat"}) is None
     assert event_line({"type": "task-succeeded", "uuid": "j"}) is None
     assert event_line({"type": "task-succeeded", "uuid": "j"}, show_all=True) is not None
+
+
+@pytest.mark.parametrize(
+    ("env", "timing"),
+    [
+        ({}, (0.25, 1.0)),
+        ({"EMP_PROGRESS_FIRST_AFTER": "2", "EMP_PROGRESS_INTERVAL": "5"}, (2.0, 5.0)),
+        ({"EMP_PROGRESS_FIRST_AFTER": ""}, (0.25, 1.0)),
+    ],
+)
+def test_progress_timing_comes_from_the_environment(
+    env: dict[str, str], timing: tuple[float, float]
+) -> None:
+    assert progress_timing(env) == timing
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "7200"])
+def test_a_bad_progress_timing_names_the_setting(raw: str) -> None:
+    with pytest.raises(ConnectorError, match="EMP_PROGRESS_INTERVAL"):
+        progress_timing({"EMP_PROGRESS_INTERVAL": raw})
