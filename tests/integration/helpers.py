@@ -9,9 +9,10 @@ from typing import Any
 from celery.result import AsyncResult
 
 import emp_tasks
+from connectors.errors import ConnectorError
 from emp_tasks.sandbox.server import CallRecord, EmulatorServer
 
-__all__ = ["EventCollector", "finish", "provider_calls"]
+__all__ = ["EventCollector", "failed", "finish", "progress_seen", "provider_calls"]
 
 
 def provider_calls(emulator: EmulatorServer) -> list[CallRecord]:
@@ -61,3 +62,23 @@ class EventCollector:
             for e in self.events
             if e.get("uuid") == job_id or e.get("job_id") == job_id
         ]
+
+
+def progress_seen(result: AsyncResult, timeout: float = 30) -> list[dict[str, Any]]:
+    """Every PROGRESS state seen while the job runs, polled every 30 ms."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while not result.ready():
+        assert time.monotonic() < deadline, f"job {result.id} did not finish"
+        if result.state == "PROGRESS":
+            seen.append(dict(result.info))
+        time.sleep(0.03)
+    return seen
+
+
+def failed(result: AsyncResult) -> tuple[ConnectorError, dict[str, Any]]:
+    """The error and job record of a job that must fail."""
+    record = finish(result)
+    assert result.state == "FAILURE"
+    assert isinstance(result.result, ConnectorError)
+    return result.result, record

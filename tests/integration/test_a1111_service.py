@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.result import AsyncResult
 
 import emp_tasks
 from connectors.errors import ConnectorError
@@ -26,7 +24,7 @@ from emp_tasks.sandbox.faults import Fault
 from emp_tasks.sandbox.png import make_png, read_png_size
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import A1111_AUTH
-from tests.integration.helpers import finish
+from tests.integration.helpers import finish, progress_seen
 from tests.integration.processes import RedisServer, WorkerProcess, console_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("a1111_worker")]
@@ -67,17 +65,6 @@ def a1111_worker(
 
 def generations(emulator: A1111Emulator) -> list[Any]:
     return [c for c in emulator.calls() if c.path in GENERATE]
-
-
-def progress_seen(result: AsyncResult, timeout: float = 30) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while not result.ready():
-        assert time.monotonic() < deadline, f"job {result.id} did not finish"
-        if result.state == "PROGRESS":
-            seen.append(dict(result.info))
-        time.sleep(0.03)
-    return seen
 
 
 def failed(payload: dict[str, Any]) -> tuple[ConnectorError, dict[str, Any]]:

@@ -10,23 +10,20 @@ a validation error naming the node.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.result import AsyncResult
 
 import emp_tasks
-from connectors.errors import ConnectorError
 from connectors.services.comfyui_messages import prompt_id_for
 from emp_tasks.sandbox.comfyui import ComfyUIEmulator
 from emp_tasks.sandbox.faults import Fault
 from emp_tasks.sandbox.png import read_png_size
 from tests.conftest import REDIS_URL
 from tests.connectors.services.comfyui_support import workflow
-from tests.integration.helpers import finish
+from tests.integration.helpers import failed, finish, progress_seen
 from tests.integration.processes import RedisServer, WorkerProcess, console_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("comfyui_worker")]
@@ -70,24 +67,6 @@ def submitted(emulator: ComfyUIEmulator, job_id: str) -> list[Any]:
     return [
         c for c in emulator.calls("/prompt") if c.extra.get("prompt_id") == prompt_id_for(job_id)
     ]
-
-
-def progress_seen(result: AsyncResult, timeout: float = 30) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while not result.ready():
-        assert time.monotonic() < deadline, f"job {result.id} did not finish"
-        if result.state == "PROGRESS":
-            seen.append(dict(result.info))
-        time.sleep(0.03)
-    return seen
-
-
-def failed(result: AsyncResult) -> tuple[ConnectorError, dict[str, Any]]:
-    record = finish(result)
-    assert result.state == "FAILURE"
-    assert isinstance(result.result, ConnectorError)
-    return result.result, record
 
 
 def test_the_worker_runs_comfyui_in_a_prefork_pool_of_one(comfyui_worker: WorkerProcess) -> None:

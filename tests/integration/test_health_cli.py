@@ -94,7 +94,7 @@ def test_glif_runs_the_health_check_workflow_when_set(
 ) -> None:
     env = glif_env(glif_emulator, GLIF_HEALTH_CHECK_WORKFLOW_ID="sandbox-text")
     code, doc = health_json(cwd, "--service", "glif", env=env)
-    assert (code, doc["services"]["glif"]["periodic"]) == (0, True)
+    assert (code, doc["services"]["glif"]["periodic"]) == (0, True), doc
     calls = [c for c in glif_emulator.calls() if c.kind == "provider"]
     assert calls[-1].body_json == {"id": "sandbox-text", "inputs": ["health-check"]}
 

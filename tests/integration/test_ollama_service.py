@@ -8,20 +8,18 @@ malformed line fail at once after one call.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.result import AsyncResult
 
 import emp_tasks
 from connectors.errors import ConnectorError
 from emp_tasks.sandbox.faults import Fault
 from emp_tasks.sandbox.ollama import OllamaEmulator
 from tests.conftest import REDIS_URL
-from tests.integration.helpers import finish
+from tests.integration.helpers import finish, progress_seen
 from tests.integration.processes import RedisServer, WorkerProcess, console_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ollama_worker")]
@@ -51,17 +49,6 @@ def ollama_worker(
 
 def streams(emulator: OllamaEmulator) -> list[Any]:
     return [c for c in emulator.calls() if c.path in STREAMS]
-
-
-def progress_seen(result: AsyncResult, timeout: float = 30) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while not result.ready():
-        assert time.monotonic() < deadline, f"job {result.id} did not finish"
-        if result.state == "PROGRESS":
-            seen.append(dict(result.info))
-        time.sleep(0.03)
-    return seen
 
 
 def test_generate_streams_text_stats_and_progress(ollama_emulator: OllamaEmulator) -> None:

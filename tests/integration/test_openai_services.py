@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.result import AsyncResult
 
 import emp_tasks
-from connectors.errors import ConnectorError
 from emp_tasks.sandbox.faults import Fault
 from emp_tasks.sandbox.openai import OpenAIEmulator
 from emp_tasks.sandbox.png import read_png_size
 from tests.conftest import REDIS_URL
 from tests.integration.conftest import OPENAI_KEY
-from tests.integration.helpers import EventCollector, finish
+from tests.integration.helpers import EventCollector, failed, finish, progress_seen
 from tests.integration.processes import RedisServer, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("openai_worker")]
@@ -64,24 +62,6 @@ def openai_worker(
 
 def calls(emulator: OpenAIEmulator, path: str) -> list[Any]:
     return [c for c in emulator.calls(path) if c.kind == "provider"]
-
-
-def progress_seen(result: AsyncResult, timeout: float = 30) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while not result.ready():
-        assert time.monotonic() < deadline, f"job {result.id} did not finish"
-        if result.state == "PROGRESS":
-            seen.append(dict(result.info))
-        time.sleep(0.03)
-    return seen
-
-
-def failed(result: AsyncResult) -> tuple[ConnectorError, dict[str, Any]]:
-    record = finish(result)
-    assert result.state == "FAILURE"
-    assert isinstance(result.result, ConnectorError)
-    return result.result, record
 
 
 def saved_file(asset_dir: Path, body: dict[str, Any]) -> Path:
