@@ -45,6 +45,7 @@ from emp_tasks.breaker import (
 from emp_tasks.config import ServiceSpec
 from emp_tasks.limits import RETRY_CAP_SECONDS
 from emp_tasks.ratelimit import Limiter, MemoryLimiter, Rate, RedisLimiter, Slot, parse_rate
+from emp_tasks.results_redis import results_redis
 
 __all__ = [
     "HORIZON",
@@ -258,11 +259,7 @@ _lock = threading.Lock()
 
 def _redis_client(app: Any) -> Any:
     """The result backend's Redis client (as emp_tasks.deliveries finds it), or None."""
-    backend = getattr(app, "backend", None)
-    client = getattr(backend, "client", None)
-    if client is None or type(backend).__name__ not in ("RedisBackend", "SentinelBackend"):
-        return None
-    return client
+    return results_redis(getattr(app, "backend", None))
 
 
 def process_gate(app: Any, specs: Mapping[str, ServiceSpec]) -> ProviderGate:

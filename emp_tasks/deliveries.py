@@ -18,6 +18,7 @@ import logging
 from typing import Any, Protocol
 
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
+from emp_tasks.results_redis import results_redis, results_ttl
 
 __all__ = [
     "DeliveryCounter",
@@ -83,7 +84,5 @@ class RedisDeliveryCounter:
 def counter_for(app: Any) -> DeliveryCounter | None:
     """The app's counter: its Redis result backend's, or None when results are not in Redis."""
     backend = getattr(app, "backend", None)
-    client = getattr(backend, "client", None)
-    if client is None or type(backend).__name__ not in ("RedisBackend", "SentinelBackend"):
-        return None
-    return RedisDeliveryCounter(client, int(getattr(backend, "expires", None) or 86400))
+    client = results_redis(backend)
+    return RedisDeliveryCounter(client, results_ttl(backend)) if client is not None else None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from connectors.journal import JobJournal, NoJournal
+from emp_tasks.results_redis import results_redis, results_ttl
 
 __all__ = [
     "JOURNAL_STATE",
@@ -180,9 +181,9 @@ def store_for(app: Any) -> EntryStore | None:
     backend = getattr(app, "backend", None)
     if backend is None or type(backend).__name__ == "DisabledBackend":
         return None
-    client = getattr(backend, "client", None)
-    if client is not None and type(backend).__name__ in ("RedisBackend", "SentinelBackend"):
-        return RedisStore(client, int(getattr(backend, "expires", None) or 86400))
+    client = results_redis(backend)
+    if client is not None:
+        return RedisStore(client, results_ttl(backend))
     return BackendStore(backend)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from emp_tasks.costs import Window
+from emp_tasks.results_redis import results_redis
 
 __all__ = [
     "MemorySpend",
@@ -124,8 +125,8 @@ _lock = threading.Lock()
 
 
 def _store(backend: Any) -> SpendStore:
-    client = getattr(backend, "client", None)
-    if client is not None and type(backend).__name__ in ("RedisBackend", "SentinelBackend"):
+    client = results_redis(backend)
+    if client is not None:
         return RedisSpend(client)
     if type(backend).__name__ == "DatabaseBackend":
         from emp_tasks.spend_sql import SqlSpend  # SQLAlchemy only where results are in SQL

@@ -16,6 +16,8 @@ import threading
 from collections import defaultdict
 from typing import Any, Protocol
 
+from emp_tasks.results_redis import results_redis, results_ttl
+
 __all__ = [
     "MemoryWebhookStore",
     "RedisWebhookStore",
@@ -109,10 +111,8 @@ _memory = MemoryWebhookStore()
 def store_for(app: Any) -> WebhookStore:
     """The app's store: in its Redis result backend, else this process's memory."""
     backend = getattr(app, "backend", None)
-    client = getattr(backend, "client", None)
-    if client is None or type(backend).__name__ not in ("RedisBackend", "SentinelBackend"):
-        return _memory
-    return RedisWebhookStore(client, int(getattr(backend, "expires", None) or 86400))
+    client = results_redis(backend)
+    return RedisWebhookStore(client, results_ttl(backend)) if client is not None else _memory
 
 
 def webhook_deliveries(app: Any, job_id: str) -> list[dict[str, Any]]:
