@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kombu.transport import TRANSPORT_ALIASES
+
 from connectors.errors import ConnectorError
 from emp_tasks import queues, visibility
 from emp_tasks.config import services
@@ -45,6 +47,11 @@ def _default_backend() -> str:
 
 
 broker_url = _BROKER or "filesystem://localhost/"  # a host, or kombu warns on every connection
+# redis:// is kombu's Redis transport with one redis-py client per channel, not one per
+# command (emp_tasks/redis_transport.py: about 0.4 ms of CPU saved on every publish). An alias
+# of the scheme, not `broker_transport`, so a broker URL changed later keeps its own transport;
+# named, not imported, so kombu's Redis module loads only when a Redis broker is used.
+TRANSPORT_ALIASES["redis"] = "emp_tasks.redis_transport:Transport"
 result_backend = _BACKEND or _default_backend()
 # A Redis restart must not fail the jobs that were storing a state at that moment (STARTED is
 # stored outside the task body): Celery retries a result-backend write on a connection error,

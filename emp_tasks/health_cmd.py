@@ -178,6 +178,9 @@ def health(services: tuple[str, ...], as_json: bool, workers_timeout: float) -> 
         )
         sys.exit(EXIT_UNKNOWN)
     asked: list[dict[str, dict[str, Any]]] = []
+    for name in selection.names:  # imported here first: two threads importing one module race
+        with contextlib.suppress(Exception):  # a class that cannot load is reported below
+            config.connector_class(known[name])
     # Workers are asked while the providers are probed, so the wait overlaps.
     thread = threading.Thread(
         target=lambda: asked.append(_ask_workers(workers_timeout)), daemon=True
