@@ -190,8 +190,7 @@ def _job(task: Task, spec: ServiceSpec, payload: Any, ctx: Any, metadata: Any) -
             "attempt": waits.attempt_of(task.request.retries, metadata) + 1,
         },
     )
-    delivery = getattr(task.request, "delivery_info", None) or {}
-    fresh = not task.request.retries and not delivery.get("redelivered")
+    fresh = not task.request.retries and not _redelivered(task)
     kept = journal.journal_for(task.app, job.id, celeryconfig.VAR_DIR / "journal", fresh=fresh)
     return job.with_validated(validated).with_journal(kept)
 
@@ -225,6 +224,12 @@ def run_job(
     return _complete(spec, result, events, began)
 
 
+def _redelivered(task: Task) -> bool:
+    """Whether the broker marked this message as delivered before (kombu's restore, RabbitMQ)."""
+    delivery = getattr(task.request, "delivery_info", None) or {}
+    return bool(delivery.get("redelivered"))
+
+
 def _refuse_poison(task: Task, spec: ServiceSpec, job_id: str, attempt: int) -> None:
     """Fail a job whose worker was lost on every earlier delivery of this attempt.
 
@@ -232,8 +237,7 @@ def _refuse_poison(task: Task, spec: ServiceSpec, job_id: str, attempt: int) -> 
     whatever the counter says, so the common case costs no round trip. The key counts the
     redeliveries; a graceful requeue gives one back either way.
     """
-    delivery = getattr(task.request, "delivery_info", None) or {}
-    counter = deliveries.counter_for(task.app) if delivery.get("redelivered") else None
+    counter = deliveries.counter_for(task.app) if _redelivered(task) else None
     if counter is None:
         return
     try:
