@@ -13,18 +13,17 @@ kill may exit by itself; and a job may reach the provider twice only when one of
 in flight at a kill (README, "Delivery guarantees": such a call may legitimately be repeated).
 The figures are printed.
 
-On Redis it finds defects (so that case runs only with EMP_CHAOS_REDIS=1), each seen in the
-logs and the AOF:
+On Redis this once found three defects, each fixed and now held by this test:
 
-- a job lost: kombu's Redis transport pops a message (BRPOP) and records it in `unacked`
-  (ZADD + HSET) in a second round trip; a `kill -9` of the worker, or of Redis, between the two
-  loses the message for good - the AOF holds the LPUSH and the RPOP of the job and nothing after;
-- a job failed with `redis.exceptions.ConnectionError`: a job starting while Redis restarts
-  cannot store its STARTED state (`task_track_started`, outside the task body, not retried) and
-  Celery fails it;
-- a worker exiting: on the Redis connection loss a worker may log `Unrecoverable error:
-  AttributeError("'NoneType' object has no attribute 'hostname'")` (kombu's channel close,
-  restoring its unacked messages) and stop; its jobs come back after the visibility timeout.
+- a job lost: kombu's Redis transport pops a message (BRPOP) and records it in `unacked` in a
+  second round trip, so a `kill -9` of the worker, or of Redis, between the two lost it for good.
+  emp_tasks.redis_transport claims a message with one script that pops and records it together;
+- a job failed with `redis.exceptions.ConnectionError` while storing its STARTED state during
+  the Redis restart: result-backend writes are retried (`result_backend_always_retry`);
+- a worker exiting on the Redis restart with `Unrecoverable error: AttributeError("'NoneType'
+  object has no attribute 'hostname'")` (kombu's channel close, restoring its unacked messages
+  from a closed connection): the transport raises a connection error there, which Celery
+  handles by reconnecting.
 """
 
 from __future__ import annotations
@@ -161,29 +160,9 @@ def aof_redis(tmp_path: Path) -> Iterator[PersistentRedisServer]:
     server.stop()
 
 
-# Product defects this test finds on Redis (kombu 5.7 / Celery 5.7), reported to the lead; not
-# fixable in the test. See the module docstring.
-REDIS_DEFECTS = (
-    "on Redis a job can be lost or failed around a kill: kombu pops a message (BRPOP) and "
-    "records it in `unacked` in two round trips, so a worker or Redis dying between them loses "
-    "it for good (the AOF shows LPUSH, RPOP and no HSET unacked); a Redis restart fails a job "
-    "starting then with redis ConnectionError (its STARTED state is stored without retry), and "
-    "a worker exits on the Redis restart with Unrecoverable error AttributeError 'NoneType' "
-    "object has no attribute 'hostname' (kombu channel close)"
-)
-
-
 @pytest.fixture(
     params=[
-        # Opt-in: it fails often but not always (the windows are milliseconds wide), and a test
-        # that passes by luck proves nothing either way. EMP_CHAOS_REDIS=1 runs it.
-        pytest.param(
-            "redis",
-            marks=pytest.mark.skipif(
-                os.environ.get("EMP_CHAOS_REDIS") != "1",
-                reason=f"EMP_CHAOS_REDIS=1 runs it: {REDIS_DEFECTS}",
-            ),
-        ),
+        "redis",
         "rabbitmq",
     ]
 )

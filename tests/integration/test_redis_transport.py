@@ -1,9 +1,18 @@
-"""The Redis transport: kombu's own, with one redis-py client per channel, on a real Redis."""
+"""The Redis transport: kombu's, with atomic claims and one client per channel, on a real Redis."""
 
 from __future__ import annotations
 
+import json
+import random
+import subprocess
+import sys
+import time
+import uuid
+
 import pytest
-from kombu import Connection
+import redis
+from kombu import Connection, Exchange, Producer, Queue
+from kombu.message import Message
 
 from emp_tasks.redis_transport import Channel, Transport
 from tests.conftest import REDIS_URL
@@ -49,3 +58,204 @@ def test_messages_still_go_through_queues_and_back(redis_server: RedisServer) ->
             message.ack()
         queue.close()
     assert got == list(range(20))
+
+
+def _connection(**options: object) -> Connection:
+    return Connection(URL, transport=Transport, transport_options=dict(options))
+
+
+def _raw() -> redis.Redis:
+    return redis.Redis.from_url(URL)
+
+
+def _queue(name: str, conn: Connection) -> Queue:
+    queue = Queue(f"{name}-{uuid.uuid4().hex[:8]}", Exchange("emp-claim-test"), routing_key=name)
+    return queue(conn.default_channel)
+
+
+def test_a_claimed_message_is_recorded_as_unacked_in_kombus_own_format(
+    redis_server: RedisServer,
+) -> None:
+    with _connection() as conn:
+        queue = _queue("claim", conn)
+        queue.declare()
+        Producer(conn.default_channel).publish(
+            {"n": 1}, exchange=queue.exchange, routing_key="claim"
+        )
+        message = queue.get()  # basic_get: the claim script
+        assert message is not None
+        assert message.payload == {"n": 1}
+        raw = _raw()
+        stored, exchange, routing_key = json.loads(raw.hget("unacked", message.delivery_tag))
+        assert stored["properties"]["delivery_tag"] == message.delivery_tag
+        assert (exchange, routing_key) == ("emp-claim-test", "claim")
+        assert raw.zscore("unacked_index", message.delivery_tag) is not None
+        message.ack()
+        assert raw.hget("unacked", message.delivery_tag) is None
+        assert raw.zscore("unacked_index", message.delivery_tag) is None
+
+
+CLAIM_AND_DIE = """
+import os, sys
+from kombu import Connection, Exchange, Queue
+from emp_tasks.redis_transport import Transport
+with Connection(sys.argv[1], transport=Transport) as conn:
+    queue = Queue(sys.argv[2], Exchange("emp-claim-test"), routing_key="die")(conn.default_channel)
+    got = []
+    with conn.Consumer(queue, callbacks=[lambda body, message: got.append(body)]):
+        conn.drain_events(timeout=10)
+    print(got, flush=True)
+    os.kill(os.getpid(), 9)  # no ack, no close: the message is held by a dead consumer
+"""
+
+
+def test_a_message_claimed_by_a_consumer_killed_before_its_ack_is_restored(
+    redis_server: RedisServer,
+) -> None:
+    with _connection(visibility_timeout=1) as conn:
+        queue = _queue("die", conn)
+        queue.declare()
+        Producer(conn.default_channel).publish({"n": 7}, exchange=queue.exchange, routing_key="die")
+        done = subprocess.run(
+            [sys.executable, "-c", CLAIM_AND_DIE, URL, queue.name],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == -9, done.stderr
+        assert done.stdout.strip() == "[{'n': 7}]"
+        assert _raw().llen(queue.name) == 0  # off its queue, and yet not lost:
+        time.sleep(1.2)  # older than the visibility timeout
+        conn.default_channel.qos.restore_visible(num=100, interval=1)
+        message = queue.get()
+        assert message is not None
+        assert message.payload == {"n": 7}
+        assert message.delivery_info["redelivered"] is True
+        message.ack()
+
+
+def test_a_no_ack_consumer_leaves_nothing_in_unacked(redis_server: RedisServer) -> None:
+    with _connection() as conn:
+        queue = _queue("noack", conn)
+        queue.declare()
+        Producer(conn.default_channel).publish(
+            {"n": 2}, exchange=queue.exchange, routing_key="noack"
+        )
+        got: list[object] = []
+        with conn.Consumer(queue, no_ack=True, callbacks=[lambda body, _m: got.append(body)]):
+            conn.drain_events(timeout=5)
+        assert got == [{"n": 2}]
+        tags = {key.decode() for key in _raw().hkeys("unacked")}
+        assert not any(queue.name in json.loads(_raw().hget("unacked", t))[2] for t in tags)
+
+
+def test_a_consumer_of_two_queues_gets_a_message_from_the_one_it_does_not_block_on(
+    redis_server: RedisServer,
+) -> None:
+    with _connection() as conn:
+        first, second = _queue("first", conn), _queue("second", conn)
+        for queue in (first, second):
+            queue.declare()
+        Producer(conn.default_channel).publish(
+            {"n": 3}, exchange=second.exchange, routing_key="second"
+        )
+        got: list[object] = []
+
+        def on_message(body: object, message: Message) -> None:
+            got.append(body)
+            message.ack()
+
+        began = time.monotonic()
+        with conn.Consumer([first, second], callbacks=[on_message]):
+            conn.drain_events(timeout=5)
+        assert got == [{"n": 3}]
+        assert time.monotonic() - began < 1.0
+
+
+def test_an_idle_consumer_waits_on_redis_instead_of_asking_again_and_again(
+    redis_server: RedisServer,
+) -> None:
+    def fetches() -> int:
+        stats = _raw().info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("eval", "blmove"))
+
+    with _connection() as conn:
+        queue = _queue("idle", conn)
+        queue.declare()
+        before = fetches()
+        with (
+            conn.Consumer(queue, callbacks=[lambda body, message: None]),
+            pytest.raises(TimeoutError),
+        ):
+            conn.drain_events(timeout=3)
+        # kombu's wait is 1 s: about one claim and one wait a second, not a busy loop.
+        assert fetches() - before <= 10
+
+
+def test_closing_a_channel_after_its_connection_is_gone_is_a_connection_error(
+    redis_server: RedisServer,
+) -> None:
+    # Not an AttributeError, which Celery calls unrecoverable: the worker would exit.
+    with _connection() as conn:
+        channel = conn.default_channel
+        channel._disconnect_pools()
+        channel.connection.client = None
+        with pytest.raises(redis.exceptions.ConnectionError):
+            channel.qos.restore_unacked()
+
+
+CONSUME_UNTIL_KILLED = """
+import sys
+from kombu import Connection, Exchange, Queue
+from kombu.utils.imports import symbol_by_name
+import redis
+url, name, transport = sys.argv[1:4]
+done = redis.Redis.from_url(url)
+with Connection(url, transport=symbol_by_name(transport)) as conn:
+    queue = Queue(name, Exchange("emp-claim-test"), routing_key="kill")(conn.default_channel)
+
+    def on_message(body, message):
+        done.sadd(name + ".done", body["n"])  # before the ack: done is never under-counted
+        message.ack()
+
+    with conn.Consumer(queue, callbacks=[on_message], prefetch_count=1):
+        print("ready", flush=True)
+        while True:
+            conn.drain_events(timeout=10)
+"""
+
+
+def kill_consumers_while_they_take(transport: str, messages: int, kills: int) -> int:
+    """Messages neither done nor still on the queue or in unacked after `kills` kill -9s."""
+    raw = _raw()
+    with _connection(visibility_timeout=1) as conn:
+        queue = _queue("kill", conn)
+        queue.declare()
+        producer = Producer(conn.default_channel)
+        for n in range(messages):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key="kill")
+        rng = random.Random(7)
+        for _ in range(kills):
+            consumer = subprocess.Popen(
+                [sys.executable, "-c", CONSUME_UNTIL_KILLED, URL, queue.name, transport],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert consumer.stdout is not None
+            assert consumer.stdout.readline().strip() == "ready"
+            time.sleep(rng.uniform(0.02, 0.15))
+            consumer.kill()
+            consumer.wait(10)
+        time.sleep(1.2)  # every unacked message is now older than the visibility timeout
+        conn.default_channel.qos.restore_visible(num=messages, interval=1)
+        while (message := queue.get()) is not None:
+            raw.sadd(f"{queue.name}.done", message.payload["n"])
+            message.ack()
+        return messages - int(raw.scard(f"{queue.name}.done"))
+
+
+def test_consumers_killed_while_taking_messages_lose_none(redis_server: RedisServer) -> None:
+    # With kombu's own transport ("kombu.transport.redis:Transport") this loses messages: a
+    # kill between its BRPOP and its HSET of the unacked record.
+    lost = kill_consumers_while_they_take("emp_tasks.redis_transport:Transport", 3000, 25)
+    assert lost == 0
