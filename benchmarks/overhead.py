@@ -29,13 +29,39 @@ from tests.integration.processes import RedisServer, WorkerProcess  # noqa: E402
 TOKEN = "bench-token"
 
 
-def run(label: str, submit: object, jobs: int) -> float:
+def command_calls(url: str) -> dict[str, int]:
+    """Redis' count of each command it has run (INFO commandstats)."""
+    import redis
+
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its reaped children so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def run(label: str, submit: object, jobs: int, redis_url: str, pid: int) -> float:
+    before, cpu = command_calls(redis_url), cpu_seconds(pid)
     started = time.perf_counter()
     results = [submit() for _ in range(jobs)]  # type: ignore[operator]
     for result in results:
         result.get(timeout=300)
     elapsed = time.perf_counter() - started
-    print(f"{label:<10} {jobs} jobs in {elapsed:6.2f}s = {jobs / elapsed:7.1f} jobs/s")
+    cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / jobs
+    after = command_calls(redis_url)
+    per_job = {name: (n - before.get(name, 0)) / jobs for name, n in after.items()}
+    top = sorted(((n, name) for name, n in per_job.items() if n >= 0.05), reverse=True)
+    print(
+        f"{label:<10} {jobs} jobs in {elapsed:6.2f}s = {jobs / elapsed:7.1f} jobs/s;"
+        f" worker CPU {cpu_ms:.2f} ms per job"
+    )
+    print(
+        f"{'':<10} Redis commands per job (client and worker): {sum(per_job.values()):.1f}: "
+        + ", ".join(f"{name} {n:.1f}" for n, name in top[:20])
+    )
     return jobs / elapsed
 
 
@@ -114,15 +140,20 @@ def main() -> int:
         emp_tasks.submit("glif", body).get(timeout=60)  # warm-up: imports, connections
         assert ours.proc is not None
         rss = PeakRss(ours.proc.pid)
-        emp_rate = run("emp.glif", lambda: emp_tasks.tasks.glif.delay(body), args.jobs)
+        emp_rate = run(
+            "emp.glif", lambda: emp_tasks.tasks.glif.delay(body), args.jobs, broker, ours.proc.pid
+        )
         peak = rss.stop()
         ours.stop()
         bare.start()
         glif_post.delay({"id": body["workflow_id"], "inputs": body["inputs"]}).get(timeout=60)
+        assert bare.proc is not None
         bare_rate = run(
             "bare",
             lambda: glif_post.delay({"id": body["workflow_id"], "inputs": body["inputs"]}),
             args.jobs,
+            broker,
+            bare.proc.pid,
         )
         ideal = args.concurrency / args.latency
         print(f"ratio emp/bare = {emp_rate / bare_rate:.3f} (target >= 0.9)")

@@ -39,6 +39,7 @@ from emp_tasks import (
 )
 from emp_tasks import events as ev
 from emp_tasks.config import ServiceSpec, connector_class, services
+from emp_tasks.event_sender import sender_for
 from emp_tasks.job_types import prepare_payload
 from emp_tasks.retry import RetryDecision, RetryPolicy, retry_decision
 
@@ -117,6 +118,7 @@ class JobEvents:
         self.job_id = job_id
         self.attempt = attempt
         self.hostname = task.request.hostname
+        self._events = sender_for(task.app)  # one kept dispatcher per process
         self.throttle = throttle or ev.progress_throttle()
         self._lock = threading.Lock()
         self._start_timer = timer
@@ -127,8 +129,7 @@ class JobEvents:
 
     def send(self, name: str, fields: dict[str, Any], result: dict[str, Any] | None = None) -> None:
         try:
-            with self.task.app.events.default_dispatcher(hostname=self.hostname) as dispatcher:
-                dispatcher.send(ev.EVENT_PREFIX + name, uuid=self.job_id, **fields)
+            self._events.send(self.hostname, ev.EVENT_PREFIX + name, uuid=self.job_id, **fields)
         except Exception:  # an event lost must not change the job's outcome
             log.exception("could not send %s for %s", name, self.job_id)
         # Only enqueued here (never raises, never waits on the receiver): emp_tasks.webhooks.

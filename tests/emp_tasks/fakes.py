@@ -1,9 +1,10 @@
 """Stand-ins for a bound Celery task, its timers and a connector: runtime glue without a broker.
 
-`FakeTask` has what `run_job` and `JobEvents` touch - `.request`, `.retry`, `.update_state` and
-`app.events.default_dispatcher` - and records every call. `FakeTimers` is a `TimerFactory` that
-starts nothing: a test fires a timer when it wants, so no test sleeps. The connectors live in an
-importable module because the service mapping names connectors by `module:Class`.
+`FakeTask` has what `run_job` and `JobEvents` touch - `.request`, `.retry`, `.update_state`,
+`app.emp_event_sender` and `app.events.default_dispatcher` - and records every call.
+`FakeTimers` is a `TimerFactory` that starts nothing: a test fires a timer when it wants, so no
+test sleeps. The connectors live in an importable module because the service mapping names
+connectors by `module:Class`.
 """
 
 from __future__ import annotations
@@ -77,18 +78,21 @@ class FakeTask:
         self._lock = threading.Lock()  # JobEvents may send from a timer thread
         self.app = SimpleNamespace(
             events=SimpleNamespace(default_dispatcher=self.dispatcher),
+            emp_event_sender=SimpleNamespace(send=self._send),
             conf=SimpleNamespace(broker_url="memory://"),
         )
 
+    def _send(self, hostname: str | None, type: str, uuid: str, **fields: Any) -> None:
+        with self._lock:
+            event = SentEvent(type.removeprefix("task-"), uuid, fields, hostname)
+            self.sent.append(event)
+            self.timeline.append((event.name, fields))
+
     @contextmanager
     def dispatcher(self, hostname: str | None = None) -> Iterator[Any]:
-        def send(type: str, uuid: str, **fields: Any) -> None:
-            with self._lock:
-                event = SentEvent(type.removeprefix("task-"), uuid, fields, hostname)
-                self.sent.append(event)
-                self.timeline.append((event.name, fields))
-
-        yield SimpleNamespace(send=send)
+        yield SimpleNamespace(
+            send=lambda type, uuid, **fields: self._send(hostname, type, uuid, **fields)
+        )
 
     def update_state(self, task_id: str, state: str, meta: dict[str, Any]) -> None:
         with self._lock:
