@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from celery.app.backends import BACKEND_ALIASES
 from kombu.transport import TRANSPORT_ALIASES
 
 from connectors.errors import ConnectorError
@@ -52,6 +53,11 @@ broker_url = _BROKER or "filesystem://localhost/"  # a host, or kombu warns on e
 # of the scheme, not `broker_transport`, so a broker URL changed later keeps its own transport;
 # named, not imported, so kombu's Redis module loads only when a Redis broker is used.
 TRANSPORT_ALIASES["redis"] = "emp_tasks.redis_transport:Transport"
+# redis:// results are Celery's Redis backend storing each state (its check that no SUCCESS is
+# overwritten, the write and the publish) in one round trip instead of two
+# (emp_tasks/redis_backend.py). An alias again, so the module loads only for a Redis backend.
+for _scheme in ("redis", "rediss"):
+    BACKEND_ALIASES[_scheme] = "emp_tasks.redis_backend:RedisBackend"
 result_backend = _BACKEND or _default_backend()
 # A Redis restart must not fail the jobs that were storing a state at that moment (STARTED is
 # stored outside the task body): Celery retries a result-backend write on a connection error,

@@ -1,0 +1,93 @@
+"""The Redis result backend: one atomic round trip per state, Celery's keys and messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery, states
+
+from emp_tasks.redis_backend import RedisBackend
+from tests.conftest import free_port
+from tests.integration.processes import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_redis() -> Iterator[str]:
+    """A Redis of this test's own, so its command counts are this test's alone."""
+    port = free_port()
+    server = RedisServer(port).start()
+    yield f"redis://127.0.0.1:{port}/1"
+    server.stop()
+
+
+def _app(url: str, **conf: object) -> Celery:
+    app = Celery("emp_backend_test", broker="memory://", backend=url)
+    app.conf.update({"result_serializer": "json", "result_extended": True, **conf})
+    return app
+
+
+def _calls(url: str) -> dict[str, int]:
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+
+
+def test_the_apps_redis_results_use_this_backend() -> None:
+    from emp_tasks.celery_app import app
+
+    assert isinstance(app.backend, RedisBackend)
+
+
+def test_a_state_is_stored_and_published_in_one_round_trip(own_redis: str) -> None:
+    backend = _app(own_redis).backend
+    backend.store_result("job-a", {"n": 1}, states.STARTED)  # loads the script
+    before = _calls(own_redis)
+    backend.store_result("job-a", {"done": True}, states.SUCCESS)
+    after = _calls(own_redis)
+    counting = {"hello", "select", "info", "client|setinfo"}  # _calls' own connection
+    sent = {
+        name: n - before.get(name, 0)
+        for name, n in after.items()
+        if n != before.get(name) and name not in counting
+    }
+    # One EVALSHA; inside it GETRANGE, SETEX and PUBLISH (Redis counts a script's commands).
+    assert sent == {"evalsha": 1, "getrange": 1, "setex": 1, "publish": 1}
+    meta = backend.get_task_meta("job-a")
+    assert (meta["status"], meta["result"]) == (states.SUCCESS, {"done": True})
+
+
+def test_a_stored_success_is_never_overwritten(own_redis: str) -> None:
+    backend = _app(own_redis).backend
+    backend.store_result("job-b", {"answer": 42}, states.SUCCESS)
+    backend.store_result("job-b", {"pid": 1}, states.STARTED)  # a late duplicate
+    backend.store_result("job-b", None, states.FAILURE)
+    meta = backend.get_task_meta("job-b")
+    assert (meta["status"], meta["result"]) == (states.SUCCESS, {"answer": 42})
+
+
+def test_states_keep_celerys_expiry_and_a_failure_its_own(own_redis: str) -> None:
+    backend = _app(own_redis, result_expires=600, result_failure_expires=60).backend
+    client = redis.Redis.from_url(own_redis)
+    backend.store_result("job-c", {"n": 1}, states.STARTED)
+    assert 590 < client.ttl(backend.get_key_for_task("job-c")) <= 600
+    backend.mark_as_failure("job-d", ValueError("no"))
+    assert 50 < client.ttl(backend.get_key_for_task("job-d")) <= 60
+
+
+def test_a_waiting_client_gets_the_result_through_the_published_message(own_redis: str) -> None:
+    app = _app(own_redis)
+    result = app.AsyncResult("job-e")
+    result.backend.on_task_call(None, "job-e")  # subscribe, as `delay()` does
+    app.backend.store_result("job-e", {"ok": 1}, states.SUCCESS)
+    assert result.get(timeout=5) == {"ok": 1}
+
+
+def test_another_serializer_keeps_celerys_own_store(own_redis: str) -> None:
+    app = _app(own_redis, result_serializer="pickle", result_accept_content=["pickle"])
+    backend = app.backend
+    assert backend._success_prefix is None
+    backend.store_result("job-f", {"n": 2}, states.SUCCESS)
+    assert backend.get_task_meta("job-f")["result"] == {"n": 2}
