@@ -1,12 +1,12 @@
 """Job events: the original's names, sent as Celery task events so Flower records them.
 
-- `update_job_progress`: progress, at most one a second per job (the first and 100 % always):
-  job_id, service, progress, message, current_step, total_steps, estimated_completion_ms,
-  attempt.
+- `update_job_progress`: progress, at most one a second per job (the first always; 100 % is
+  `complete_job`'s): job_id, service, progress, message, current_step, total_steps,
+  estimated_completion_ms, attempt.
 - `retry_job`: an attempt failed and will be retried: job_id, service, attempt, countdown,
   failure_type, failure_reason, retry_after, message.
-- `complete_job`: the job succeeded: job_id, service, status="completed", attempts,
-  processing_time_ms.
+- `complete_job`: the job succeeded: job_id, service, status="completed", progress=100,
+  attempts, processing_time_ms.
 - `fail_job`: the job failed for good: job_id, service, status="failed", attempts,
   failure_type, failure_reason, retryable, status_code, message, reason (why no retry).
 
@@ -59,8 +59,9 @@ class ProgressThrottle:
     The first report is deferred until the job has run `first_after` seconds (the caller sends
     the latest deferred report then): a job that finishes sooner reports no progress at all,
     since its STARTED state and `complete_job` say everything and each report costs a
-    result-backend write and an event. A 100 % report passes only after earlier progress was
-    shown, so a visible bar completes.
+    result-backend write and an event. A 100 % report is never sent: `complete_job`, a moment
+    later, carries progress 100 and completes a visible bar (a job that fails after its 100 %
+    ends with `fail_job` instead, never with a full bar).
     """
 
     interval: float = 1.0
@@ -75,7 +76,7 @@ class ProgressThrottle:
     def decide(self, progress: float) -> Decision:
         now = self.clock()
         if progress >= 100:
-            return "emit" if self._last is not None else "drop"
+            return "drop"
         if self._last is None:
             if now - self._started < self.first_after:
                 return "defer"
@@ -156,6 +157,7 @@ def complete_fields(
         "job_id": job_id,
         "service": service,
         "status": "completed",
+        "progress": 100,
         "attempts": attempts,
         "processing_time_ms": processing_time_ms,
     }

@@ -22,8 +22,8 @@ from connectors.context import validate_ctx
 from connectors.errors import ConnectorError
 from connectors.models import JobData, JobProgress, JobResult
 from connectors.protocol import HTTP_MODES
-from connectors.protocol.client import size_pool
 from connectors.protocol.gate import deferral
+from connectors.protocol.sessions import size_pool
 from emp_tasks import (
     budgets,
     callgate,
@@ -161,7 +161,7 @@ class JobEvents:
 
     def _emit(self, progress: JobProgress) -> None:
         fields = ev.progress_fields(self.service, progress, self.attempt + 1)
-        if progress.progress < 100:  # at 100 the final state is written a moment later
+        if progress.progress < 100:  # (a 100 % report is never sent: complete_job carries it)
             try:
                 self.task.update_state(task_id=self.job_id, state="PROGRESS", meta=fields)
             except Exception:

@@ -11,7 +11,9 @@ probability (`failure_rate`), or on each of its first `fail_attempts` attempts, 
 the original skipped it 4 % of the time) is a worker that finishes the job without sending its
 last, 100 % progress report. The job still completes - SUCCESS, `complete_job` - because
 completion is the job's outcome, never its last progress value; the progress simply stops short
-of 100 and the result says `final_update_sent: false`.
+of 100 and the result says `final_update_sent: false`. (A worker never relays a 100 % report as
+`update_job_progress` - `complete_job` carries progress 100 - so behind a worker the miss shows
+in the result alone.)
 
 With a `seed`, every random draw comes from an RNG keyed by (seed, job id, attempt): a load or
 chaos run replays exactly, and a retried attempt draws afresh. Without one, each attempt draws

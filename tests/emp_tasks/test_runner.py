@@ -71,6 +71,7 @@ def test_success_returns_the_result_with_attempts_and_sends_complete_job(
         "job_id": "job-1",
         "service": spec.name,
         "status": "completed",
+        "progress": 100,
         "attempts": retries + 1,
         "processing_time_ms": result["processing_time_ms"],
     }

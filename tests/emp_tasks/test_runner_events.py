@@ -92,18 +92,15 @@ def test_a_newer_report_sent_directly_cancels_the_older_deferred_one() -> None:
     assert log(task) == [("PROGRESS", 60), ("update_job_progress", 60)]
 
 
-def test_the_final_hundred_is_an_event_without_a_backend_write() -> None:
+def test_the_final_hundred_is_left_to_complete_job() -> None:
+    # complete_job carries progress 100; a 100 % report would cost an event for nothing.
     task, timers, now = FakeTask(), FakeTimers(), [0.0]
     events = job_events(task, timers, now, first_after=0.0)
     report(events, 50)
     report(events, 100)
     events.close()
     assert timers.started == []
-    assert log(task) == [
-        ("PROGRESS", 50),
-        ("update_job_progress", 50),
-        ("update_job_progress", 100),
-    ]
+    assert log(task) == [("PROGRESS", 50), ("update_job_progress", 50)]
 
 
 def test_the_default_timer_runs_the_callback_on_the_shared_daemon_thread() -> None:
