@@ -18,12 +18,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from connectors.classify import error_from_exception, error_from_status
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
 from connectors.protocol.gate import CallGate
+from connectors.protocol.sessions import new_session, size_pool
 from connectors.redact import truncate
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "Timeouts",
     "error_text",
     "keep_error",
-    "new_session",
+    "new_session",  # re-exported from connectors.protocol.sessions
     "size_pool",
 ]
 
@@ -111,23 +111,6 @@ class ApiProfile:
 
     refine: ErrorRefiner = keep_error
     probe: Probe | None = None
-
-
-def new_session(pool_size: int = 10) -> requests.Session:
-    """A keep-alive session with a connection pool and no retries of its own."""
-    return size_pool(requests.Session(), pool_size)
-
-
-def size_pool(session: requests.Session, pool_size: int) -> requests.Session:
-    """`session` keeping up to `pool_size` connections per host alive, and no retries.
-
-    One connector serves every slot of a worker: a pool smaller than the slots makes the calls
-    beyond it open a connection and throw it away each time.
-    """
-    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 def error_text(response: requests.Response, body: Any) -> str:
