@@ -79,7 +79,9 @@ class RedisStore:
 
     def incr(self, job_id: str, name: str) -> int:
         key = self.key(job_id, name)
-        count, _ = self._client.pipeline().incr(key).expire(key, self._ttl).execute()
+        count, _ = (
+            self._client.pipeline(transaction=False).incr(key).expire(key, self._ttl).execute()
+        )
         return int(count)
 
 
