@@ -49,19 +49,22 @@ EVENT_NAMES = (
 )
 
 
-Decision = Literal["emit", "defer", "drop"]
+Decision = Literal["defer", "drop"]
 
 
 @dataclass
 class ProgressThrottle:
-    """Decides which progress reports are sent: at most one per `interval`.
+    """Decides when a job's progress reports are sent: the newest one, once it is due.
 
-    The first report is deferred until the job has run `first_after` seconds (the caller sends
-    the latest deferred report then): a job that finishes sooner reports no progress at all,
-    since its STARTED state and `complete_job` say everything and each report costs a
-    result-backend write and an event. A 100 % report is never sent: `complete_job`, a moment
-    later, carries progress 100 and completes a visible bar (a job that fails after its 100 %
-    ends with `fail_job` instead, never with a full bar).
+    Every report waits on the job's timer and is replaced by a newer one meanwhile; the job's
+    end drops whatever is still waiting. The first is due once the job has run `first_after`
+    seconds, a later one `first_after` after it came and at least `interval` after the last one
+    sent. So a job that finishes sooner reports no progress at all (its STARTED state and
+    `complete_job` say everything, and each report costs a result-backend write and an event),
+    and neither does the end of a longer one: the 90 % "parsing" a blocking call reports as it
+    returns is overtaken by `complete_job`. A 100 % report is never sent: `complete_job`
+    carries progress 100 and completes a visible bar (a job that fails after its 100 % ends
+    with `fail_job` instead, never with a full bar).
     """
 
     interval: float = 1.0
@@ -74,23 +77,20 @@ class ProgressThrottle:
         self._started = self.clock()
 
     def decide(self, progress: float) -> Decision:
-        now = self.clock()
-        if progress >= 100:
-            return "drop"
-        if self._last is None:
-            if now - self._started < self.first_after:
-                return "defer"
-        elif now - self._last < self.interval:
-            return "drop"
-        self._last = now
-        return "emit"
+        """Defer a report (it waits for the timer, replacing one waiting) or drop it (100 %)."""
+        return "drop" if progress >= 100 else "defer"
 
     def defer_for(self) -> float:
-        """Seconds until a deferred first report is due."""
-        return max(0.0, self.first_after - (self.clock() - self._started))
+        """Seconds until a report that came now is due."""
+        now = self.clock()
+        if self._last is None:
+            due = self._started + self.first_after
+        else:
+            due = max(now + self.first_after, self._last + self.interval)
+        return max(0.0, due - now)
 
     def mark_sent(self) -> None:
-        """Record that a deferred report was sent."""
+        """Record that a report was sent."""
         self._last = self.clock()
 
 

@@ -137,22 +137,15 @@ class JobEvents:
 
     def progress(self, progress: JobProgress) -> None:
         with self._lock:
-            if self._closed:
+            if self._closed or self.throttle.decide(progress.progress) == "drop":
                 return
-            decision = self.throttle.decide(progress.progress)
-            if decision == "emit":
-                # Anything still deferred is older than this report: it must not follow it.
-                self._pending = None
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._emit(progress)
-            elif decision == "defer":
-                self._pending = progress
-                if self._timer is None:
-                    self._timer = self._start_timer(self.throttle.defer_for(), self._flush)
+            self._pending = progress  # the newest report replaces one still waiting
+            if self._timer is None:
+                self._timer = self._start_timer(self.throttle.defer_for(), self._flush)
 
     def _flush(self) -> None:
         with self._lock:  # held while sending, so close() cannot overtake a late report
+            self._timer = None
             if self._closed or self._pending is None:
                 return
             pending, self._pending = self._pending, None

@@ -19,45 +19,33 @@ from emp_tasks.events import (
 
 
 @pytest.mark.parametrize(
-    ("times", "progress", "expected"),
-    [
-        # a fast job: its first report waits, and the job ends before it is due
-        ([0.05, 0.1, 0.2], [10, 90, 100], ["defer", "defer", "drop"]),
-        # a slow one: first report once 0.25 s have passed, then at most one a second
-        (
-            [0.1, 0.3, 0.8, 1.2, 1.4, 2.5, 2.6],
-            [5, 10, 20, 30, 40, 50, 100],
-            # 100 % is never sent on its own: complete_job carries it
-            ["defer", "emit", "drop", "drop", "emit", "emit", "drop"],
-        ),
-    ],
-    ids=["fast-job", "slow-job"],
+    ("progress", "decision"), [(0, "defer"), (10, "defer"), (99.9, "defer"), (100, "drop")]
 )
-def test_progress_is_throttled(
-    times: list[float], progress: list[float], expected: list[str]
+def test_every_report_waits_for_the_timer_but_100_which_complete_job_carries(
+    progress: float, decision: str
+) -> None:
+    assert ProgressThrottle().decide(progress) == decision
+
+
+@pytest.mark.parametrize(
+    ("sent_at", "report_at", "due_in"),
+    [
+        (None, 0.05, 0.2),  # the first: once the job has run first_after (0.25 s)
+        (None, 0.4, 0.0),  # a first report that comes later is due at once
+        (0.25, 0.8, 0.45),  # a later one: at least the interval (1 s) after the last sent
+        (0.25, 3.0, 0.25),  # ... and first_after after it came, so the job's end can drop it
+    ],
+)
+def test_a_report_is_due_after_first_after_and_at_least_an_interval_after_the_last(
+    sent_at: float | None, report_at: float, due_in: float
 ) -> None:
     now = [0.0]
     throttle = ProgressThrottle(interval=1.0, first_after=0.25, clock=lambda: now[0])
-    seen = []
-    for at, pct in zip(times, progress, strict=True):
-        now[0] = at
-        seen.append(throttle.decide(pct))
-    assert seen == expected
-
-
-def test_a_deferred_first_report_is_due_when_first_after_has_passed() -> None:
-    now = [0.0]
-    throttle = ProgressThrottle(interval=1.0, first_after=0.25, clock=lambda: now[0])
-    now[0] = 0.1
-    assert throttle.decide(10) == "defer"
-    assert throttle.defer_for() == pytest.approx(0.15)
-    now[0] = 0.25
-    throttle.mark_sent()
-    now[0] = 0.5
-    assert throttle.decide(20) == "drop"  # the deferred report counts as sent
-    now[0] = 2.0
-    assert throttle.decide(30) == "emit"
-    assert throttle.decide(100) == "drop"  # complete_job carries it
+    if sent_at is not None:
+        now[0] = sent_at
+        throttle.mark_sent()
+    now[0] = report_at
+    assert throttle.defer_for() == pytest.approx(due_in)
 
 
 def test_fail_job_carries_the_classification() -> None:

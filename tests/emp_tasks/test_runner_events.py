@@ -79,17 +79,43 @@ def test_the_latest_deferred_report_is_the_one_sent() -> None:
     assert log(task) == [("PROGRESS", 20), ("update_job_progress", 20)]
 
 
-def test_a_newer_report_sent_directly_cancels_the_older_deferred_one() -> None:
+def test_later_reports_wait_too_and_the_jobs_end_drops_the_one_it_overtakes() -> None:
+    # A blocking call's 90 % "parsing" as it returns: complete_job comes a moment later.
     task, timers, now = FakeTask(), FakeTimers(), [0.0]
     events = job_events(task, timers, now)
-    report(events, 10)  # deferred
-    now[0] = 0.3
-    report(events, 60)  # due already: sent at once
-    [timer] = timers.started
-    assert timer.cancelled
-    timer.fire_late()  # a timer thread that had already woken finds nothing pending
+    report(events, 10)
+    now[0] = 0.25
+    timers.started[0].fire()
+    now[0] = 5.0
+    report(events, 90)
+    second = timers.started[1]
+    assert second.delay == pytest.approx(0.25)
     events.close()
-    assert log(task) == [("PROGRESS", 60), ("update_job_progress", 60)]
+    assert second.cancelled
+    second.fire_late()
+    assert log(task) == [("PROGRESS", 10), ("update_job_progress", 10)]
+
+
+def test_reports_keep_coming_at_most_one_an_interval() -> None:
+    task, timers, now = FakeTask(), FakeTimers(), [0.0]
+    events = job_events(task, timers, now)
+    report(events, 10)
+    now[0] = 0.25
+    timers.started[0].fire()
+    now[0] = 0.5
+    report(events, 20)
+    report(events, 30)  # replaces 20, on the same timer
+    assert len(timers.started) == 2
+    assert timers.started[1].delay == pytest.approx(0.75)  # 1 s after the last one sent
+    now[0] = 1.25
+    timers.started[1].fire()
+    events.close()
+    assert log(task) == [
+        ("PROGRESS", 10),
+        ("update_job_progress", 10),
+        ("PROGRESS", 30),
+        ("update_job_progress", 30),
+    ]
 
 
 def test_the_final_hundred_is_left_to_complete_job() -> None:
@@ -97,9 +123,10 @@ def test_the_final_hundred_is_left_to_complete_job() -> None:
     task, timers, now = FakeTask(), FakeTimers(), [0.0]
     events = job_events(task, timers, now, first_after=0.0)
     report(events, 50)
+    timers.started[0].fire()
     report(events, 100)
     events.close()
-    assert timers.started == []
+    assert len(timers.started) == 1
     assert log(task) == [("PROGRESS", 50), ("update_job_progress", 50)]
 
 
