@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.protocol.sessions import environment_matters, new_session
+from connectors.protocol.sessions import ca_bundle, environment_matters, new_session
 
 
 @pytest.mark.parametrize(
@@ -18,8 +18,7 @@ from connectors.protocol.sessions import environment_matters, new_session
         ({"all_proxy": "socks5://proxy:1080"}, True),
         ({"NO_PROXY": "localhost"}, True),
         ({"HTTPS_PROXY": ""}, False),
-        ({"REQUESTS_CA_BUNDLE": "/etc/ssl/ca.pem"}, True),
-        ({"CURL_CA_BUNDLE": "/etc/ssl/ca.pem"}, True),
+        ({"REQUESTS_CA_BUNDLE": "/etc/ssl/ca.pem"}, False),  # read once: ca_bundle()
         ({"NETRC": "/secrets/netrc"}, True),
     ],
 )
@@ -49,3 +48,25 @@ def test_a_new_session_keeps_requests_lookups_only_when_they_can_find_something(
     assert new_session().trust_env is environment_matters()
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     assert new_session().trust_env is True
+
+
+@pytest.mark.parametrize(
+    ("env", "bundle"),
+    [
+        ({}, None),
+        ({"REQUESTS_CA_BUNDLE": "/a.pem", "CURL_CA_BUNDLE": "/b.pem"}, "/a.pem"),
+        ({"CURL_CA_BUNDLE": "/b.pem"}, "/b.pem"),
+        ({"REQUESTS_CA_BUNDLE": ""}, None),
+    ],
+)
+def test_the_ca_bundle_is_the_one_requests_would_read(
+    env: dict[str, str], bundle: str | None
+) -> None:
+    assert ca_bundle(env) == bundle
+
+
+def test_a_new_session_verifies_with_the_environments_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    assert new_session().verify == "/etc/ssl/certs/ca-certificates.crt"
