@@ -162,9 +162,14 @@ def main() -> int:
         bare_body = {"id": body["workflow_id"], "inputs": body["inputs"]}
         for worker in (*ours, *bare):  # both sides up at once; the idle side waits on Redis
             worker.start()
-        for _ in ours:  # warm-up: imports, connections
-            emp_tasks.submit("glif", body).get(timeout=60)
-            glif_post.delay(bare_body).get(timeout=60)
+        # Warm-up: one job per slot on each side, so every thread and connection exists
+        # before the first timed run (a cold pool of 1,000 threads is slower).
+        for submit in (
+            lambda: emp_tasks.tasks.glif.delay(body),
+            lambda: glif_post.delay(bare_body),
+        ):
+            for result in [submit() for _ in range(args.concurrency)]:
+                result.get(timeout=120)
         emp_pids = [worker.proc.pid for worker in ours if worker.proc is not None]
         bare_pids = [worker.proc.pid for worker in bare if worker.proc is not None]
         rss = PeakRss(emp_pids)
