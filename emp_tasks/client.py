@@ -85,8 +85,12 @@ def job_record(job_id: str | AsyncResult, service: str | None = None) -> dict[st
         if isinstance(exc, ConnectorError):
             record["attempts"] = exc.context.get("attempts", record["attempts"])
         record["error"] = error_fields(exc if isinstance(exc, BaseException) else Exception(exc))
-    elif state == "PROGRESS" and isinstance(result.info, dict):
-        record["progress"] = result.info
+    elif state == "PROGRESS":
+        # One read: a running job's state can move on between two (to RETRY, whose info is
+        # the exception), and each `info` of an unfinished job asks the backend again.
+        info = result.info
+        if isinstance(info, dict):
+            record["progress"] = info
     record["provider_calls"] = journal.provider_calls(app, str(result.id))
     if deliveries := webhook_deliveries(app, str(result.id)):  # event, status, time, attempt
         record["webhook_deliveries"] = deliveries
