@@ -79,13 +79,19 @@ def test_the_latest_deferred_report_is_the_one_sent() -> None:
     assert log(task) == [("PROGRESS", 20), ("update_job_progress", 20)]
 
 
-def test_later_reports_wait_too_and_the_jobs_end_drops_the_one_it_overtakes() -> None:
-    # A blocking call's 90 % "parsing" as it returns: complete_job comes a moment later.
-    task, timers, now = FakeTask(), FakeTimers(), [0.0]
+def first_report_sent(task: FakeTask, timers: FakeTimers, now: list[float]) -> JobEvents:
+    """A job whose first report (10 %) went out by its timer at 0.25 s."""
     events = job_events(task, timers, now)
     report(events, 10)
     now[0] = 0.25
     timers.started[0].fire()
+    return events
+
+
+def test_later_reports_wait_too_and_the_jobs_end_drops_the_one_it_overtakes() -> None:
+    # A blocking call's 90 % "parsing" as it returns: complete_job comes a moment later.
+    task, timers, now = FakeTask(), FakeTimers(), [0.0]
+    events = first_report_sent(task, timers, now)
     now[0] = 5.0
     report(events, 90)
     second = timers.started[1]
@@ -98,10 +104,7 @@ def test_later_reports_wait_too_and_the_jobs_end_drops_the_one_it_overtakes() ->
 
 def test_reports_keep_coming_at_most_one_an_interval() -> None:
     task, timers, now = FakeTask(), FakeTimers(), [0.0]
-    events = job_events(task, timers, now)
-    report(events, 10)
-    now[0] = 0.25
-    timers.started[0].fire()
+    events = first_report_sent(task, timers, now)
     now[0] = 0.5
     report(events, 20)
     report(events, 30)  # replaces 20, on the same timer
