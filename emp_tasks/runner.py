@@ -154,11 +154,10 @@ class JobEvents:
 
     def _emit(self, progress: JobProgress) -> None:
         fields = ev.progress_fields(self.service, progress, self.attempt + 1)
-        if progress.progress < 100:  # (a 100 % report is never sent: complete_job carries it)
-            try:
-                self.task.update_state(task_id=self.job_id, state="PROGRESS", meta=fields)
-            except Exception:
-                log.exception("could not store progress for %s", self.job_id)
+        try:  # never a 100 % report: the throttle leaves that to complete_job
+            self.task.update_state(task_id=self.job_id, state="PROGRESS", meta=fields)
+        except Exception:
+            log.exception("could not store progress for %s", self.job_id)
         self.send("update_job_progress", fields)
 
     def close(self) -> None:
