@@ -1,6 +1,6 @@
 """kombu's Redis transport, with atomic message claims and one redis-py client per channel.
 
-Two changes to kombu's own transport, everything else - queues, the unacked hash, visibility
+Three changes to kombu's own transport; everything else - queues, the unacked hash, visibility
 restore, ack and reject - is kombu's:
 
 - **No message lost between pop and record.** kombu pops with BRPOP and records the unacked
@@ -13,6 +13,8 @@ restore, ack and reject - is kombu's:
   `__init__`, about 0.4 ms of CPU each time (measured here), paid on every event and retry a
   worker sends. A client is thread-safe (each command takes a connection from the pool), so one
   per channel serves them all; it is dropped whenever kombu drops the pools.
+- **A lost connection is a connection error.** A channel closed after its connection is gone
+  (a Redis restart) raises one where kombu raised an AttributeError that ended the worker.
 
 celeryconfig makes it the transport of every `redis://` URL in the process (kombu's scheme
 alias), so an app whose broker URL changes after start-up still gets its scheme's transport.
