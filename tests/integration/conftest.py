@@ -51,6 +51,14 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own: its command counts and restarts are the test's alone."""
+    server = RedisServer(free_port()).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServer]:
     """A rabbitmq-server node of the module's own, on free loopback ports."""

@@ -13,7 +13,6 @@ import redis
 from celery import Celery
 
 from emp_tasks.event_sender import EventSender
-from tests.conftest import free_port
 from tests.integration.processes import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -37,50 +36,40 @@ def _received(port: int, expected: int, send: Any) -> list[dict[str, Any]]:
     return got
 
 
-def test_events_from_many_threads_arrive_through_one_dispatcher() -> None:
-    port = free_port()
-    server = RedisServer(port).start()
-    try:
-        app = Celery("emp_events_test", broker=f"redis://127.0.0.1:{port}/0")
-        sender = EventSender(app)
+def test_events_from_many_threads_arrive_through_one_dispatcher(own_redis: RedisServer) -> None:
+    app = Celery("emp_events_test", broker=f"redis://127.0.0.1:{own_redis.port}/0")
+    sender = EventSender(app)
 
-        def send() -> None:
-            threads = [
-                threading.Thread(
-                    target=lambda n=n: [
-                        sender.send("w@test", "task-emp-test", uuid=f"{n}-{i}") for i in range(10)
-                    ]
-                )
-                for n in range(4)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+    def send() -> None:
+        threads = [
+            threading.Thread(
+                target=lambda n=n: [
+                    sender.send("w@test", "task-emp-test", uuid=f"{n}-{i}") for i in range(10)
+                ]
+            )
+            for n in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
-        got = _received(port, 40, send)
-        assert sorted(event["uuid"] for event in got) == sorted(
-            f"{n}-{i}" for n in range(4) for i in range(10)
-        )
-        assert len(sender._dispatchers) == 1
-        sender.close()
-    finally:
-        server.stop()
+    got = _received(own_redis.port, 40, send)
+    assert sorted(event["uuid"] for event in got) == sorted(
+        f"{n}-{i}" for n in range(4) for i in range(10)
+    )
+    assert len(sender._dispatchers) == 1
+    sender.close()
 
 
-def test_events_arrive_again_after_redis_restarts() -> None:
-    port = free_port()
-    server = RedisServer(port).start()
-    try:
-        app = Celery("emp_events_test", broker=f"redis://127.0.0.1:{port}/0")
-        sender = EventSender(app)
-        sender.send("w@test", "task-emp-test", uuid="before")
-        server.stop()
-        with pytest.raises(Exception):  # noqa: B017  (whatever the transport raises)
-            sender.send("w@test", "task-emp-test", uuid="while-down")
-        server = RedisServer(port).start()
-        got = _received(port, 1, lambda: sender.send("w@test", "task-emp-test", uuid="after"))
-        assert [event["uuid"] for event in got] == ["after"]
-        sender.close()
-    finally:
-        server.stop()
+def test_events_arrive_again_after_redis_restarts(own_redis: RedisServer) -> None:
+    app = Celery("emp_events_test", broker=f"redis://127.0.0.1:{own_redis.port}/0")
+    sender = EventSender(app)
+    sender.send("w@test", "task-emp-test", uuid="before")
+    own_redis.stop()
+    with pytest.raises(Exception):  # noqa: B017  (whatever the transport raises)
+        sender.send("w@test", "task-emp-test", uuid="while-down")
+    own_redis.start()
+    got = _received(own_redis.port, 1, lambda: sender.send("w@test", "task-emp-test", uuid="after"))
+    assert [event["uuid"] for event in got] == ["after"]
+    sender.close()

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 from celery import Celery, states
 
 from emp_tasks.redis_backend import RedisBackend
-from tests.conftest import free_port
 from tests.integration.processes import RedisServer
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def own_redis() -> Iterator[str]:
-    """A Redis of this test's own, so its command counts are this test's alone."""
-    port = free_port()
-    server = RedisServer(port).start()
-    yield f"redis://127.0.0.1:{port}/1"
-    server.stop()
+def results_url(own_redis: RedisServer) -> str:
+    """Results in a Redis of the test's own, so its command counts are the test's alone."""
+    return f"redis://127.0.0.1:{own_redis.port}/1"
 
 
 def _app(url: str, **conf: object) -> Celery:
@@ -41,12 +35,12 @@ def test_the_apps_redis_results_use_this_backend() -> None:
     assert isinstance(app.backend, RedisBackend)
 
 
-def test_a_state_is_stored_and_published_in_one_round_trip(own_redis: str) -> None:
-    backend = _app(own_redis).backend
+def test_a_state_is_stored_and_published_in_one_round_trip(results_url: str) -> None:
+    backend = _app(results_url).backend
     backend.store_result("job-a", {"n": 1}, states.STARTED)  # loads the script
-    before = _calls(own_redis)
+    before = _calls(results_url)
     backend.store_result("job-a", {"done": True}, states.SUCCESS)
-    after = _calls(own_redis)
+    after = _calls(results_url)
     counting = {"hello", "select", "info", "client|setinfo"}  # _calls' own connection
     sent = {
         name: n - before.get(name, 0)
@@ -59,8 +53,8 @@ def test_a_state_is_stored_and_published_in_one_round_trip(own_redis: str) -> No
     assert (meta["status"], meta["result"]) == (states.SUCCESS, {"done": True})
 
 
-def test_a_stored_success_is_never_overwritten(own_redis: str) -> None:
-    backend = _app(own_redis).backend
+def test_a_stored_success_is_never_overwritten(results_url: str) -> None:
+    backend = _app(results_url).backend
     backend.store_result("job-b", {"answer": 42}, states.SUCCESS)
     backend.store_result("job-b", {"pid": 1}, states.STARTED)  # a late duplicate
     backend.store_result("job-b", None, states.FAILURE)
@@ -68,25 +62,25 @@ def test_a_stored_success_is_never_overwritten(own_redis: str) -> None:
     assert (meta["status"], meta["result"]) == (states.SUCCESS, {"answer": 42})
 
 
-def test_states_keep_celerys_expiry_and_a_failure_its_own(own_redis: str) -> None:
-    backend = _app(own_redis, result_expires=600, result_failure_expires=60).backend
-    client = redis.Redis.from_url(own_redis)
+def test_states_keep_celerys_expiry_and_a_failure_its_own(results_url: str) -> None:
+    backend = _app(results_url, result_expires=600, result_failure_expires=60).backend
+    client = redis.Redis.from_url(results_url)
     backend.store_result("job-c", {"n": 1}, states.STARTED)
     assert 590 < client.ttl(backend.get_key_for_task("job-c")) <= 600
     backend.mark_as_failure("job-d", ValueError("no"))
     assert 50 < client.ttl(backend.get_key_for_task("job-d")) <= 60
 
 
-def test_a_waiting_client_gets_the_result_through_the_published_message(own_redis: str) -> None:
-    app = _app(own_redis)
+def test_a_waiting_client_gets_the_result_through_the_published_message(results_url: str) -> None:
+    app = _app(results_url)
     result = app.AsyncResult("job-e")
     result.backend.on_task_call(None, "job-e")  # subscribe, as `delay()` does
     app.backend.store_result("job-e", {"ok": 1}, states.SUCCESS)
     assert result.get(timeout=5) == {"ok": 1}
 
 
-def test_another_serializer_keeps_celerys_own_store(own_redis: str) -> None:
-    app = _app(own_redis, result_serializer="pickle", result_accept_content=["pickle"])
+def test_another_serializer_keeps_celerys_own_store(results_url: str) -> None:
+    app = _app(results_url, result_serializer="pickle", result_accept_content=["pickle"])
     backend = app.backend
     assert backend._success_prefix is None
     backend.store_result("job-f", {"n": 2}, states.SUCCESS)

@@ -16,7 +16,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from kombu.message import Message
 
 from emp_tasks.redis_transport import Channel, Transport
-from tests.conftest import REDIS_URL, free_port
+from tests.conftest import REDIS_URL
 from tests.integration.processes import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -183,30 +183,27 @@ def test_a_consumer_of_two_queues_gets_a_message_from_the_one_it_does_not_block_
         assert got[0] - sent[0] < 0.5
 
 
-def test_an_idle_consumer_waits_on_redis_instead_of_asking_again_and_again() -> None:
+def test_an_idle_consumer_waits_on_redis_instead_of_asking_again_and_again(
+    own_redis: RedisServer,
+) -> None:
     # A Redis of its own: the shared one may have other consumers whose commands would count.
-    port = free_port()
-    server = RedisServer(port).start()
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://127.0.0.1:{own_redis.port}/0"
 
     def fetches() -> int:
         stats = redis.Redis.from_url(url).info("commandstats")
         return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("eval", "blmove"))
 
-    try:
-        with Connection(url, transport=Transport) as conn:
-            queue = _queue("idle", conn)
-            queue.declare()
-            before = fetches()
-            with (
-                conn.Consumer(queue, callbacks=[lambda body, message: None]),
-                pytest.raises(TimeoutError),
-            ):
-                conn.drain_events(timeout=3)
-            # kombu's wait is 1 s: about one claim and one wait a second, not a busy loop.
-            assert fetches() - before <= 10
-    finally:
-        server.stop()
+    with Connection(url, transport=Transport) as conn:
+        queue = _queue("idle", conn)
+        queue.declare()
+        before = fetches()
+        with (
+            conn.Consumer(queue, callbacks=[lambda body, message: None]),
+            pytest.raises(TimeoutError),
+        ):
+            conn.drain_events(timeout=3)
+        # kombu's wait is 1 s: about one claim and one wait a second, not a busy loop.
+        assert fetches() - before <= 10
 
 
 def test_closing_a_channel_after_its_connection_is_gone_is_a_connection_error(
