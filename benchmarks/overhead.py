@@ -182,10 +182,10 @@ def main() -> int:
             # Alternate which side goes first, so a machine that slows down over the run
             # (2 shared cores) weighs on both alike.
             order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
-            rates = {
-                label: run(label, *sides[label][:1], args.jobs, broker, sides[label][1])
-                for label in order
-            }
+            rates = {}
+            for label in order:
+                submit, pids = sides[label]
+                rates[label] = run(label, submit, args.jobs, broker, pids)
             ratios.append(rates["emp.glif"] / rates["bare"])
             emp_rates.append(rates["emp.glif"])
             print(f"round {round_ + 1}: ratio emp/bare = {ratios[-1]:.3f}")
