@@ -7,6 +7,9 @@ lock, so one serves every thread of the process. It holds its own broker connect
 on first use; after a failed send it is closed and the next send opens a new one, so a broker
 restart costs the events sent while it was down (as before), not the ones after. A forked
 child opens its own.
+
+In a worker whose consumer runs an event loop (the threads pool), an event joins the consumer's
+own buffer instead (emp_tasks.worker_events), which is published in batches.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import os
 import threading
 from typing import Any
+
+from emp_tasks import worker_events
 
 __all__ = ["EventSender", "sender_for"]
 
@@ -42,6 +47,9 @@ class EventSender:
 
     def send(self, hostname: str | None, type_: str, **fields: Any) -> None:
         """Publish one event; raises what the publish raised, after dropping the dispatcher."""
+        batched = worker_events.current()  # in a worker: its consumer's batched buffer
+        if batched is not None and batched.send(hostname, type_, fields):
+            return
         dispatcher = self._dispatcher(hostname)
         try:
             dispatcher.send(type_, **fields)
