@@ -168,16 +168,24 @@ class HttpClient:
         """`path` under the base URL (the base URL itself when empty)."""
         return f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
 
-    def send(self, request: HttpRequest) -> requests.Response:
+    def send(
+        self, request: HttpRequest, admitted: Callable[[], None] | None = None
+    ) -> requests.Response:
         """Send once; a network failure or an error status raises a classified error.
 
         A gated request is admitted by the gate first (which may raise a deferral) and its
         outcome reported back, so limits, holds and the breaker see every paid call.
+        `admitted` runs once the request may go, just before it is sent: a paid call is
+        counted there (`job.journal.paid_call`), so a deferral is no paid call.
         """
         gate = self.gate if self._gated(request) else None
         if gate is None:
+            if admitted is not None:
+                admitted()
             return self._send(request)
         gate.admit(self.service, self.key_id)
+        if admitted is not None:
+            admitted()
         try:
             response = self._send(request)
         except ConnectorError as exc:

@@ -64,8 +64,8 @@ class HTTPConnector(BaseConnector[P], Generic[P]):
     def call(
         self, request: HttpRequest, job: JobData, progress: ProgressCallback
     ) -> requests.Response:
-        """Hook: send the paid request (A1111 polls its progress meanwhile)."""
-        return self.client.send(request)
+        """Hook: send the paid request, counted once admitted (A1111 polls its progress)."""
+        return self.client.send(request, admitted=job.journal.paid_call)
 
     def process_job_impl(self, job: JobData, payload: P, progress: ProgressCallback) -> JobResult:
         request = self.build_request(job, payload)
@@ -92,7 +92,6 @@ class HTTPConnector(BaseConnector[P], Generic[P]):
             report_progress(progress, job, 10, "resuming", "Using the answer already paid for")
             return answer
         report_progress(progress, job, 10, "submitting", "Submitting request")
-        job.journal.paid_call()
         response = self.call(request, job, progress)
         if not request.stream:  # a streamed body is read by the hook, once
             job.journal.save(ANSWER, snapshot_answer(response))

@@ -220,8 +220,8 @@ class PollingHTTPConnector(BaseConnector[P], Generic[P]):
         report_progress(progress, job, 5, "initializing", "Preparing request")
         request = self.build_request(job, payload)
         report_progress(progress, job, 15, "submitting", "Submitting job")
-        job.journal.paid_call()
-        service_job_id = self.extract_job_id(self.client.send(request), job)
+        submitted = self.client.send(request, admitted=job.journal.paid_call)
+        service_job_id = self.extract_job_id(submitted, job)
         if not isinstance(service_job_id, str) or not service_job_id:
             no_id = Classification(FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA)
             raise no_id.error(

@@ -199,8 +199,8 @@ class StreamingHTTPConnector(BaseConnector[P], Generic[P, Acc]):
         # Forced: a body read whole before decoding would bypass the size cap and the progress.
         request = replace(self.build_request(job, payload), stream=True)
         report_progress(progress, job, 5, "submitting", "Connecting")
-        job.journal.paid_call()
-        run = _Stream(request, self.client.send(request), started, self._clock)
+        sent = self.client.send(request, admitted=job.journal.paid_call)
+        run = _Stream(request, sent, started, self._clock)
         try:
             state = self._consume(run, job, progress)
         finally:

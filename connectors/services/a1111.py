@@ -172,7 +172,8 @@ class A1111Connector(HTTPConnector[A1111Payload]):
     ) -> requests.Response:
         """Send the blocking generation while a second connection polls its progress."""
         with self._poller(job, progress):
-            return self.client.send(request)  # blocks until the images are done
+            # Blocks until the images are done.
+            return self.client.send(request, admitted=job.journal.paid_call)
 
     def _poller(self, job: JobData, progress: ProgressCallback) -> ProgressPoller:
         client = HttpClient(

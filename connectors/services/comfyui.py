@@ -122,10 +122,8 @@ class ComfyUIConnector(WebSocketConnector[ComfyUIPayload]):
             raise outcome  # a redelivered job that already failed for good fails the same way
         body = {"prompt": payload.graph(), "client_id": self._client_id(job, payload)}
         body["prompt_id"] = prompt_id
-        job.journal.paid_call()
-        reply = self.client.json_body(
-            self.client.send(HttpRequest("POST", self.client.url("prompt"), json=body))
-        )
+        request = HttpRequest("POST", self.client.url("prompt"), json=body)
+        reply = self.client.json_body(self.client.send(request, admitted=job.journal.paid_call))
         given = reply.get("prompt_id") if isinstance(reply, dict) else None
         if not given:
             raise _NO_ID.error(

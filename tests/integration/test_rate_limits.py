@@ -118,6 +118,8 @@ def test_a_retry_after_holds_every_worker_not_only_the_job_that_got_it(
     # 429 came back may still land early; none admitted after it goes before Retry-After.
     assert [d for d in later if 0.35 < d < 1.9] == []
     assert len(calls) == 9  # 8 jobs, one of them retried once
+    # A wait is not a paid call: the jobs that waited out the hold paid once, the 429 twice.
+    assert sorted(r["provider_calls"] for r in records) == [1] * 7 + [2]
     waited = [e for e in collector.events if e["type"] == "task-wait_job"]
     assert waited
     assert {e["reason"] for e in waited} <= {"hold", "rate_limit"}

@@ -14,6 +14,7 @@ from connectors.journal import ANSWER, PROVIDER_JOB, MemoryJournal
 from connectors.models import JobData, JobResult
 from connectors.protocol.answers import restore_answer, snapshot_answer
 from connectors.protocol.client import HttpClient
+from connectors.protocol.gate import deferral, deferred_error
 from connectors.protocol.http import HTTPConnector, HttpRequest
 from connectors.protocol.polling import PollPolicy
 from tests.connectors.fakes import FakeAdapter, fake_session, json_reply
@@ -169,3 +170,49 @@ def test_without_a_journal_every_attempt_submits() -> None:
     connector, transport, _ = make_connector(DONE)
     connector.process_job(JobData(id="j-1", type="fakejobs", payload={}))
     assert len(transport.calls("POST", SUBMIT)) == 1
+
+
+class ScriptedGate:
+    """A call gate that defers the first `defer` calls, then admits; records what it saw."""
+
+    def __init__(self, journal: MemoryJournal, defer: int = 0) -> None:
+        self.journal, self.defer = journal, defer
+        self.counted_at_admit: list[int] = []
+
+    def admit(self, service: str, key: str | None) -> None:
+        self.counted_at_admit.append(self.journal.provider_calls())
+        if self.defer:
+            self.defer -= 1
+            raise deferred_error(service, "rate_limit", 1.5)
+
+    def settle(self, service: str, key: str | None, error: ConnectorError | None) -> None:
+        pass
+
+
+def test_a_deferred_call_is_no_paid_call_and_the_admitted_one_is_counted_once() -> None:
+    journal = MemoryJournal()
+    gate = ScriptedGate(journal, defer=2)
+    connector, adapter = saving(json_reply({"url": "s3://out.png"}))
+    connector.client = connector.client.with_gate(gate)
+    for _ in range(2):  # the runtime re-queues a deferred job as a wait
+        with pytest.raises(ConnectorError) as info:
+            connector.process_job(job(journal))
+        assert deferral(info.value)
+        assert journal.provider_calls() == 0
+    assert adapter.requests == []
+    connector.process_job(job(journal))
+    assert journal.provider_calls() == 1
+    assert gate.counted_at_admit == [0, 0, 0]  # counted after the gate let it go, not before
+    assert len(adapter.requests) == 1
+
+
+def test_a_polling_submit_deferred_by_the_gate_is_no_paid_call() -> None:
+    journal = MemoryJournal()
+    connector, transport, _ = make_connector(DONE)
+    connector.client = connector.client.with_gate(ScriptedGate(journal, defer=1))
+    polling_job = JobData(id="job-2", type=connector.service_type, payload={"p": 1})
+    with pytest.raises(ConnectorError) as info:
+        connector.process_job(polling_job.with_journal(journal))
+    assert deferral(info.value)
+    assert journal.provider_calls() == 0
+    assert transport.sent == []
