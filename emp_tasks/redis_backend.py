@@ -69,6 +69,27 @@ class RedisBackend(celery_redis.RedisBackend):  # type: ignore[misc]
         prefix = self._success_prefix
         if prefix is None:
             return super()._store_result(task_id, result, state, traceback, request, **kwargs)
+        key, value, expires = self._encoded(task_id, result, state, traceback, request)
+        self.ensure(self._store, (key, value, expires, prefix))
+        return result
+
+    def store_many(self, items: list[tuple[str, Any, str, Any]]) -> None:
+        """Store `(task_id, result, state, request)` items in one pipeline, each as above."""
+        prefix = self._success_prefix
+        if prefix is None:
+            for task_id, result, state, request in items:
+                self.store_result(task_id, result, state, request=request)
+            return
+        writes = [
+            self._encoded(task_id, self.encode_result(result, state), state, None, request)
+            for task_id, result, state, request in items
+        ]
+        self.ensure(self._store_all, (writes, prefix))
+
+    def _encoded(
+        self, task_id: str, result: Any, state: str, traceback: Any, request: Any
+    ) -> tuple[Any, Any, int]:
+        """The key, encoded meta and expiry (0: none) Celery would store for this state."""
         meta = self._get_result_meta(
             result=result, state=state, traceback=traceback, request=request
         )
@@ -79,9 +100,13 @@ class RedisBackend(celery_redis.RedisBackend):  # type: ignore[misc]
                 "value too large for Redis backend", state=state, task_id=task_id
             )
         expires = self.failure_expires if state == states.FAILURE else self.expires
-        key = self.get_key_for_task(task_id)
-        self.ensure(self._store, (key, value, expires or 0, prefix))
-        return result
+        return self.get_key_for_task(task_id), value, int(expires or 0)
 
     def _store(self, key: Any, value: Any, expires: int, prefix: str) -> None:
         self._store_unless_done(keys=[key], args=[value, int(expires), prefix])
+
+    def _store_all(self, writes: list[tuple[Any, Any, int]], prefix: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, value, expires in writes:
+            self._store_unless_done(keys=[key], args=[value, expires, prefix], client=pipe)
+        pipe.execute()

@@ -42,6 +42,7 @@ from emp_tasks.config import ServiceSpec, connector_class, services
 from emp_tasks.event_sender import sender_for
 from emp_tasks.job_types import prepare_payload
 from emp_tasks.retry import RetryDecision, RetryPolicy, retry_decision
+from emp_tasks.state_batch import state_batch
 
 __all__ = [
     "Cancellable",
@@ -155,7 +156,8 @@ class JobEvents:
     def _emit(self, progress: JobProgress) -> None:
         fields = ev.progress_fields(self.service, progress, self.attempt + 1)
         try:  # never a 100 % report: the throttle leaves that to complete_job
-            self.task.update_state(task_id=self.job_id, state="PROGRESS", meta=fields)
+            # On the timer thread, stored at the tick's end with the tick's other reports.
+            state_batch().store(self.task, self.job_id, "PROGRESS", fields)
         except Exception:
             log.exception("could not store progress for %s", self.job_id)
         self.send("update_job_progress", fields)
@@ -166,6 +168,7 @@ class JobEvents:
             self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
+        state_batch().discard(self.job_id)  # a report kept for the tick's end is overtaken
 
 
 def _job(task: Task, spec: ServiceSpec, payload: Any, ctx: Any, metadata: Any) -> JobData:

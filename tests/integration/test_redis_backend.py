@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 from celery import Celery, states
@@ -85,3 +87,25 @@ def test_another_serializer_keeps_celerys_own_store(results_url: str) -> None:
     assert backend._success_prefix is None
     backend.store_result("job-f", {"n": 2}, states.SUCCESS)
     assert backend.get_task_meta("job-f")["result"] == {"n": 2}
+
+
+def test_store_many_stores_each_state_as_store_result_does(
+    results_url: str,
+) -> None:
+    backend = _app(results_url).backend
+    backend.store_result("job-m0", {"n": 0}, states.STARTED)  # loads the script
+    backend.store_result("job-m3", {"answer": 1}, states.SUCCESS)
+    one = redis.Redis.from_url(results_url).get(backend.get_key_for_task("job-m0"))
+    before = _calls(results_url)
+    items = [(f"job-m{n}", {"progress": 10 * n}, "PROGRESS", None) for n in range(4)]
+    backend.store_many(items)
+    after = _calls(results_url)
+    assert after.get("evalsha", 0) - before.get("evalsha", 0) == 4
+    for n in range(3):
+        meta = backend.get_task_meta(f"job-m{n}")
+        assert (meta["status"], meta["result"]) == ("PROGRESS", {"progress": 10 * n})
+    done = backend.get_task_meta("job-m3")
+    assert (done["status"], done["result"]) == (states.SUCCESS, {"answer": 1})  # not overwritten
+    stored = redis.Redis.from_url(results_url).get(backend.get_key_for_task("job-m0"))
+    assert set(json.loads(stored)) == set(json.loads(one))  # the same fields as one by one
+    assert redis.Redis.from_url(results_url).ttl(backend.get_key_for_task("job-m1")) > 0

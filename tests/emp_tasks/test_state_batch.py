@@ -1,0 +1,133 @@
+"""StateBatch: progress states made in a timer tick are stored together at its end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from emp_tasks import state_batch as batch_module
+from emp_tasks import timers
+from emp_tasks.state_batch import StateBatch
+
+
+class FakeBackend:
+    """Records every batch; `slow` makes a store take that long (to race a discard)."""
+
+    def __init__(self, slow: float = 0.0, fails: bool = False) -> None:
+        self.batches: list[list[tuple[str, Any, str, Any]]] = []
+        self.slow, self.fails = slow, fails
+
+    def store_many(self, items: list[tuple[str, Any, str, Any]]) -> None:
+        time.sleep(self.slow)
+        if self.fails:
+            raise ConnectionError("redis gone")
+        self.batches.append(list(items))
+
+
+class OneByOneBackend:
+    """A backend without `store_many` (the embedded default's SQL one)."""
+
+    def __init__(self) -> None:
+        self.stored: list[tuple[str, Any, str]] = []
+
+    def store_result(self, task_id: str, meta: Any, state: str, request: Any = None) -> None:
+        self.stored.append((task_id, meta, state))
+
+
+class Task:
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.request = object()
+        self.updated: list[tuple[str, str, Any]] = []
+
+    def update_state(self, task_id: str, state: str, meta: Any) -> None:
+        self.updated.append((task_id, state, meta))
+
+
+@pytest.fixture
+def ticking(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """A tick under way: `in_tick` is True and tick-end callbacks are collected, not run."""
+    ending: list[Any] = []
+    monkeypatch.setattr(timers, "in_tick", lambda: True)
+    monkeypatch.setattr(timers, "at_tick_end", lambda cb: cb not in ending and ending.append(cb))
+    return ending
+
+
+def test_outside_a_tick_a_state_is_stored_at_once() -> None:
+    task = Task(FakeBackend())
+    StateBatch().store(task, "job-1", "PROGRESS", {"progress": 10})
+    assert task.updated == [("job-1", "PROGRESS", {"progress": 10})]
+
+
+def test_a_ticks_states_leave_together_at_its_end_newest_per_job(ticking: list[Any]) -> None:
+    backend = FakeBackend()
+    batch = StateBatch()
+    for job, progress in (("a", 10), ("b", 10), ("a", 20)):
+        batch.store(Task(backend), job, "PROGRESS", {"progress": progress})
+    assert backend.batches == []
+    assert ticking == [batch.flush]  # asked for once
+    batch.flush()
+    [items] = backend.batches
+    assert [(job_id, meta, state) for job_id, meta, state, _ in items] == [
+        ("a", {"progress": 20}, "PROGRESS"),
+        ("b", {"progress": 10}, "PROGRESS"),
+    ]
+
+
+def test_a_job_that_ended_drops_its_kept_state(ticking: list[Any]) -> None:
+    backend = FakeBackend()
+    batch = StateBatch()
+    batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
+    batch.store(Task(backend), "b", "PROGRESS", {"progress": 10})
+    batch.discard("a")
+    batch.flush()
+    assert [item[0] for item in backend.batches[0]] == ["b"]
+
+
+def test_a_discard_waits_for_a_store_under_way(ticking: list[Any]) -> None:
+    backend = FakeBackend(slow=0.3)
+    batch = StateBatch()
+    batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
+    flushing = threading.Thread(target=batch.flush)
+    flushing.start()
+    time.sleep(0.05)
+    batch.discard("a")  # the job's outcome comes after this: the PROGRESS is already stored
+    assert len(backend.batches) == 1
+    flushing.join()
+
+
+def test_a_backend_without_store_many_stores_each_state(ticking: list[Any]) -> None:
+    backend = OneByOneBackend()
+    batch = StateBatch()
+    batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
+    batch.store(Task(backend), "b", "PROGRESS", {"progress": 30})
+    batch.flush()
+    assert backend.stored == [
+        ("a", {"progress": 10}, "PROGRESS"),
+        ("b", {"progress": 30}, "PROGRESS"),
+    ]
+
+
+def test_a_failed_store_is_logged_not_raised(
+    ticking: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    batch = StateBatch()
+    batch.store(Task(FakeBackend(fails=True)), "a", "PROGRESS", {"progress": 10})
+    batch.flush()
+    assert "could not store 1 progress states" in caplog.text
+
+
+def test_reports_from_the_process_timer_thread_are_batched_at_the_ticks_end() -> None:
+    backend = FakeBackend()
+    batch = StateBatch()
+    done = threading.Event()
+    timers.schedule(
+        0.05, lambda: [batch.store(Task(backend), job, "PROGRESS", {}) for job in "abc"]
+    )
+    timers.schedule(0.3, done.set)
+    assert done.wait(timeout=5)
+    assert [[item[0] for item in items] for items in backend.batches] == [["a", "b", "c"]]
+    assert batch_module.state_batch() is batch_module.state_batch()
