@@ -24,6 +24,7 @@ from celery.backends import redis as celery_redis
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.objects import cached_property
+from redis.exceptions import NoScriptError
 
 __all__ = ["STORE_UNLESS_DONE", "RedisBackend"]
 
@@ -106,7 +107,17 @@ class RedisBackend(celery_redis.RedisBackend):  # type: ignore[misc]
         self._store_unless_done(keys=[key], args=[value, int(expires), prefix])
 
     def _store_all(self, writes: list[tuple[Any, Any, int]], prefix: str) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for key, value, expires in writes:
-            self._store_unless_done(keys=[key], args=[value, expires, prefix], client=pipe)
-        pipe.execute()
+        # EVALSHA by hand: a Script in a pipeline asks SCRIPT EXISTS first, a round trip of
+        # its own on every execute. A Redis that lost the script (a restart) is sent it once.
+        sha = self._store_unless_done.sha
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for key, value, expires in writes:
+                pipe.evalsha(sha, 1, key, value, expires, prefix)
+            try:
+                pipe.execute()
+                return
+            except NoScriptError:  # nothing was stored: no script ran
+                if attempt == 2:
+                    raise
+                self.client.script_load(STORE_UNLESS_DONE)

@@ -109,3 +109,16 @@ def test_store_many_stores_each_state_as_store_result_does(
     stored = redis.Redis.from_url(results_url).get(backend.get_key_for_task("job-m0"))
     assert set(json.loads(stored)) == set(json.loads(one))  # the same fields as one by one
     assert redis.Redis.from_url(results_url).ttl(backend.get_key_for_task("job-m1")) > 0
+
+
+def test_store_many_sends_the_script_again_to_a_redis_that_lost_it(results_url: str) -> None:
+    backend = _app(results_url).backend
+    backend.store_result("job-n0", {"n": 0}, states.STARTED)
+    redis.Redis.from_url(results_url).script_flush()  # what a restarted Redis has forgotten
+    backend.store_many([("job-n1", {"progress": 10}, "PROGRESS", None)])
+    assert backend.get_task_meta("job-n1")["result"] == {"progress": 10}
+    before = _calls(results_url)
+    backend.store_many([("job-n1", {"progress": 20}, "PROGRESS", None)])
+    after = _calls(results_url)
+    assert after.get("script|exists", 0) == before.get("script|exists", 0)  # no check first
+    assert backend.get_task_meta("job-n1")["result"] == {"progress": 20}
