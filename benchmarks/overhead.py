@@ -49,20 +49,24 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def run(label: str, submit: object, jobs: int, redis_url: str, pids: list[int]) -> float:
+def run(
+    label: str, submit: object, jobs: int, redis_url: str, pids: list[int], redis_pid: int
+) -> float:
     before, cpu = command_calls(redis_url), sum(map(cpu_seconds, pids))
+    redis_cpu = cpu_seconds(redis_pid)
     started = time.perf_counter()
     results = [submit() for _ in range(jobs)]  # type: ignore[operator]
     for result in results:
         result.get(timeout=300)
     elapsed = time.perf_counter() - started
     cpu_ms = (sum(map(cpu_seconds, pids)) - cpu) * 1000 / jobs
+    redis_ms = (cpu_seconds(redis_pid) - redis_cpu) * 1000 / jobs
     after = command_calls(redis_url)
     per_job = {name: (n - before.get(name, 0)) / jobs for name, n in after.items()}
     top = sorted(((n, name) for name, n in per_job.items() if n >= 0.05), reverse=True)
     print(
         f"{label:<10} {jobs} jobs in {elapsed:6.2f}s = {jobs / elapsed:7.1f} jobs/s;"
-        f" worker CPU {cpu_ms:.2f} ms per job"
+        f" worker CPU {cpu_ms:.2f} ms per job, Redis {redis_ms:.2f} ms"
     )
     print(
         f"{'':<10} Redis commands per job (client and worker): {sum(per_job.values()):.1f}: "
@@ -173,6 +177,8 @@ def main() -> int:
         emp_pids = [worker.proc.pid for worker in ours if worker.proc is not None]
         bare_pids = [worker.proc.pid for worker in bare if worker.proc is not None]
         rss = PeakRss(emp_pids)
+        assert redis_server.proc is not None
+        redis_pid = redis_server.proc.pid
         sides = {
             "emp.glif": (lambda: emp_tasks.tasks.glif.delay(body), emp_pids),
             "bare": (lambda: glif_post.delay(bare_body), bare_pids),
@@ -185,7 +191,7 @@ def main() -> int:
             rates = {}
             for label in order:
                 submit, pids = sides[label]
-                rates[label] = run(label, submit, args.jobs, broker, pids)
+                rates[label] = run(label, submit, args.jobs, broker, pids, redis_pid)
             ratios.append(rates["emp.glif"] / rates["bare"])
             emp_rates.append(rates["emp.glif"])
             print(f"round {round_ + 1}: ratio emp/bare = {ratios[-1]:.3f}")
