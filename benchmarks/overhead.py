@@ -53,7 +53,7 @@ def run(
     label: str, submit: object, jobs: int, redis_url: str, pids: list[int], redis_pid: int
 ) -> float:
     before, cpu = command_calls(redis_url), sum(map(cpu_seconds, pids))
-    redis_cpu = cpu_seconds(redis_pid)
+    redis_cpu, here_cpu = cpu_seconds(redis_pid), time.process_time()
     started = time.perf_counter()
     results = [submit() for _ in range(jobs)]  # type: ignore[operator]
     for result in results:
@@ -61,12 +61,14 @@ def run(
     elapsed = time.perf_counter() - started
     cpu_ms = (sum(map(cpu_seconds, pids)) - cpu) * 1000 / jobs
     redis_ms = (cpu_seconds(redis_pid) - redis_cpu) * 1000 / jobs
+    here_ms = (time.process_time() - here_cpu) * 1000 / jobs
     after = command_calls(redis_url)
     per_job = {name: (n - before.get(name, 0)) / jobs for name, n in after.items()}
     top = sorted(((n, name) for name, n in per_job.items() if n >= 0.05), reverse=True)
     print(
         f"{label:<10} {jobs} jobs in {elapsed:6.2f}s = {jobs / elapsed:7.1f} jobs/s;"
-        f" worker CPU {cpu_ms:.2f} ms per job, Redis {redis_ms:.2f} ms"
+        f" CPU per job: worker {cpu_ms:.2f} ms, Redis {redis_ms:.2f},"
+        f" client and emulator {here_ms:.2f}"
     )
     print(
         f"{'':<10} Redis commands per job (client and worker): {sum(per_job.values()):.1f}: "
