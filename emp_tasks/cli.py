@@ -75,23 +75,39 @@ def _wait(job_id: str, service: str, timeout: float, show_bar: bool) -> dict[str
 @click.argument("service")
 @click.argument("payload_json")
 @click.option("--job-id", default=None, help="Use this job id (default: a new UUID).")
+@click.option(
+    "--ctx",
+    "ctx_json",
+    default=None,
+    metavar="CTX_JSON",
+    help='The job\'s ctx: storage, tenant, webhook, e.g. \'{"tenant": "team-a"}\'.',
+)
 @click.option("--wait", is_flag=True, help="Wait for the job to finish.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
 @click.option("--timeout", type=float, default=600.0, show_default=True)
 def submit(
-    service: str, payload_json: str, job_id: str | None, wait: bool, as_json: bool, timeout: float
+    service: str,
+    payload_json: str,
+    job_id: str | None,
+    ctx_json: str | None,
+    wait: bool,
+    as_json: bool,
+    timeout: float,
 ) -> None:
     """Submit a job. Exit 0 completed (or queued), 1 failed, 2 refused input."""
     from emp_tasks.client import submit as submit_job
 
     try:
-        result = submit_job(service, _payload(payload_json), job_id=job_id)
+        payload = _json_argument(payload_json, "PAYLOAD_JSON")
+        ctx = None if ctx_json is None else _json_argument(ctx_json, "--ctx")
+        result = submit_job(service, payload, job_id=job_id, ctx=ctx)
     except ConnectorError as exc:
         _unsubmitted(service, job_id, exc, "refused", as_json)
         return
-    except ValueError as exc:
-        # Not the caller's JSON (that is read above): a setting or a bug below submit, e.g. a
-        # malformed EMP_BROKER_URL. It is not refused input, so it is not reported as such.
+    except Exception as exc:
+        # Not the caller's input (that is checked above): a setting, or a broker or spend store
+        # that cannot be reached, e.g. a malformed EMP_BROKER_URL. It is not refused input,
+        # so it is not reported as such, and it is one clear line, not a traceback.
         error = error_from_exception(exc, service)
         _unsubmitted(service, job_id, error, "failed", as_json)
         return
@@ -107,12 +123,12 @@ def submit(
     sys.exit(0 if record["status"] == "completed" else EXIT_FAILED)
 
 
-def _payload(payload_json: str) -> Any:
+def _json_argument(text: str, name: str) -> Any:
     try:
-        return json.loads(payload_json)
+        return json.loads(text)
     except ValueError as exc:  # a JSONDecodeError, or a number too long to convert
         raise ConnectorError(
-            f"PAYLOAD_JSON is not valid JSON: {exc}", failure_reason="invalid_format"
+            f"{name} is not valid JSON: {exc}", failure_reason="invalid_format"
         ) from None
 
 

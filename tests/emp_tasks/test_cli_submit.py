@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from emp_tasks.cli import main
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,3 +96,43 @@ def test_without_json_the_failure_is_one_line_on_stderr() -> None:
     assert done.stderr.strip() == (
         "failed: ValueError: Port could not be cast to integer value as 'notaport'"
     )
+
+
+@pytest.mark.parametrize(
+    ("ctx_json", "reason", "words"),
+    [
+        ("{", "invalid_format", "--ctx is not valid JSON"),
+        ("[1]", None, "ctx"),
+        ('{"tenant": "not a tenant!"}', None, "ctx.tenant"),
+        ('{"api_key": "sk-live-123"}', None, "credentials do not belong in a job"),
+    ],
+    ids=["not-json", "not-an-object", "bad-tenant", "a-secret"],
+)
+def test_a_ctx_that_cannot_succeed_is_refused_naming_what_is_wrong(
+    ctx_json: str, reason: str | None, words: str
+) -> None:
+    code, record = submit("mock", '{"delay_ms": 0}', "--ctx", ctx_json)
+    assert code == 2
+    assert record["status"] == "refused"
+    assert words in record["error"]["message"]
+    if reason:
+        assert record["error"]["failure_reason"] == reason
+    assert "sk-live-123" not in json.dumps(record)
+
+
+def test_a_spend_store_that_cannot_be_reached_is_a_failure_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A port nothing listens on: the budget check cannot read the tenant's spend.
+    monkeypatch.setenv(
+        "EMP_BUDGETS", json.dumps({"team-z": [{"limit": 5, "currency": "usd", "period": "day"}]})
+    )
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = run_with_broker(
+        url, "mock", '{"delay_ms": 0}', "--ctx", '{"tenant": "team-z"}', "--json"
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "failed"
+    assert record["error"]["failure_type"] == "network_error"

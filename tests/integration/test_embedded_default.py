@@ -149,3 +149,18 @@ def test_a_worker_on_the_embedded_default_warns_once_that_it_can_lose_held_jobs(
     warnings = [line for line in worker.text().splitlines() if "warning: no EMP_BROKER_URL" in line]
     assert len(warnings) == 1
     assert "loses the jobs a worker holds if it is killed" in warnings[0]
+
+
+def test_submit_ctx_charges_the_jobs_tenant(embedded: dict[str, str]) -> None:
+    tenant = f"cli-{os.getpid()}"
+    payload = json.dumps({"workflow_id": "sandbox-text", "inputs": ["tenant"]})
+    ctx = json.dumps({"tenant": tenant})
+    done = cli(embedded, "submit", "glif", payload, "--ctx", ctx, "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    cost = json.loads(done.stdout)["result"]["metadata"]["cost"]
+    spend = cli(embedded, "spend", "--tenant", tenant, "--json")
+    assert spend.returncode == 0, spend.stderr
+    rows = json.loads(spend.stdout)["spend"]
+    assert {(r["tenant"], r["currency"], r["period"], r["amount"]) for r in rows} == {
+        (tenant, cost["currency"], period, cost["amount"]) for period in ("day", "month")
+    }
