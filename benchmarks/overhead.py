@@ -56,6 +56,7 @@ def run(
     redis_cpu, here_cpu = cpu_seconds(redis_pid), time.process_time()
     started = time.perf_counter()
     results = [submit() for _ in range(jobs)]  # type: ignore[operator]
+    submitted = time.perf_counter() - started
     for result in results:
         result.get(timeout=300)
     elapsed = time.perf_counter() - started
@@ -66,7 +67,8 @@ def run(
     per_job = {name: (n - before.get(name, 0)) / jobs for name, n in after.items()}
     top = sorted(((n, name) for name, n in per_job.items() if n >= 0.05), reverse=True)
     print(
-        f"{label:<10} {jobs} jobs in {elapsed:6.2f}s = {jobs / elapsed:7.1f} jobs/s;"
+        f"{label:<10} {jobs} jobs in {elapsed:6.2f}s (submitted in {submitted:.2f}s)"
+        f" = {jobs / elapsed:7.1f} jobs/s;"
         f" CPU per job: worker {cpu_ms:.2f} ms, Redis {redis_ms:.2f},"
         f" client and emulator {here_ms:.2f}"
     )
@@ -117,6 +119,7 @@ def main() -> int:
         "--processes", type=int, default=1, help="worker processes per side, sharing C"
     )
     parser.add_argument("--rounds", type=int, default=3, help="emp and bare runs, alternating")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the workers' logs")
     args = parser.parse_args()
     slots = max(1, args.concurrency // args.processes)
 
@@ -211,7 +214,10 @@ def main() -> int:
             worker.stop()
         emulator.stop()
         redis_server.stop()
-        subprocess.run(["rm", "-rf", str(logs)], check=False)
+        if args.keep_logs:
+            print(f"workers' logs: {logs}")
+        else:
+            subprocess.run(["rm", "-rf", str(logs)], check=False)
 
 
 if __name__ == "__main__":
