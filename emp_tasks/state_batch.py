@@ -1,13 +1,14 @@
 """Progress states stored at the end of the timer tick: all of one tick's in one round trip.
 
 A job's deferred progress report is sent from the process's timer thread (emp_tasks.timers),
-and storing its PROGRESS state is a round trip of its own: at a thousand jobs in flight, about
-8 % of the worker's CPU went to them one by one. A report made in a tick is kept here until the
-tick's end, and then every state kept goes to the result backend together (`store_many`, one
-pipeline on Redis). Anywhere else (a test's timer, a job's own thread) a state is stored at once.
+and storing its PROGRESS state is a round trip of its own: at a thousand jobs in flight, py-spy
+found about 8 % of the worker's time in them, one by one. A report made in a tick is kept here
+until the tick's end, and then every state kept goes to the result backend together
+(`store_many`: one pipeline on Redis). Anywhere else (a test's timer, a job's own thread), and
+on a backend without `store_many` (the embedded default's SQLite), a state is stored at once.
 
-A job that ends drops its state still kept (`discard`), and waits for a store under way, so no
-PROGRESS lands after the job's outcome: what the job's own lock did for the write in place.
+A job that ends drops its state still kept (`discard`), and waits while its own state is being
+stored, so no PROGRESS lands after the job's outcome. It never waits for other jobs' states.
 """
 
 from __future__ import annotations
@@ -27,45 +28,45 @@ class StateBatch:
     """The states made in the current timer tick, newest per job, stored at its end."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # held while storing, so discard() waits for a store
+        self._changed = threading.Condition()
         self._kept: dict[str, tuple[Any, str, dict[str, Any], Any]] = {}
+        self._storing: set[str] = set()
 
     def store(self, task: Any, job_id: str, state: str, meta: dict[str, Any]) -> None:
         """Store `state` for the job now, or at the tick's end when called in one."""
-        if not timers.in_tick():
+        if not timers.in_tick() or getattr(task.backend, "store_many", None) is None:
             task.update_state(task_id=job_id, state=state, meta=meta)
             return
-        with self._lock:
+        with self._changed:
             self._kept[job_id] = (task, state, meta, task.request)
         timers.at_tick_end(self.flush)
 
     def discard(self, job_id: str) -> None:
-        """The job ended: its kept state is dropped (a store under way finishes first)."""
-        with self._lock:
+        """The job ended: its kept state is dropped, or waited for if being stored."""
+        with self._changed:
             self._kept.pop(job_id, None)
+            while job_id in self._storing:
+                self._changed.wait()
 
     def flush(self) -> None:
         """Store every kept state, one batch per result backend."""
-        with self._lock:
+        with self._changed:
             kept, self._kept = self._kept, {}
+            self._storing = set(kept)
+        try:
             by_backend: dict[int, tuple[Any, list[tuple[str, dict[str, Any], str, Any]]]] = {}
             for job_id, (task, state, meta, request) in kept.items():
                 entry = by_backend.setdefault(id(task.backend), (task.backend, []))
                 entry[1].append((job_id, meta, state, request))
             for backend, items in by_backend.values():
                 try:
-                    _store(backend, items)
+                    backend.store_many(items)
                 except Exception:  # a progress state lost must not change the job's outcome
                     log.exception("could not store %d progress states", len(items))
-
-
-def _store(backend: Any, items: list[tuple[str, dict[str, Any], str, Any]]) -> None:
-    store_many = getattr(backend, "store_many", None)
-    if store_many is not None:
-        store_many(items)
-        return
-    for job_id, meta, state, request in items:
-        backend.store_result(job_id, meta, state, request=request)
+        finally:
+            with self._changed:
+                self._storing = set()
+                self._changed.notify_all()
 
 
 _batch = StateBatch()

@@ -30,12 +30,6 @@ class FakeBackend:
 class OneByOneBackend:
     """A backend without `store_many` (the embedded default's SQL one)."""
 
-    def __init__(self) -> None:
-        self.stored: list[tuple[str, Any, str]] = []
-
-    def store_result(self, task_id: str, meta: Any, state: str, request: Any = None) -> None:
-        self.stored.append((task_id, meta, state))
-
 
 class Task:
     def __init__(self, backend: Any) -> None:
@@ -99,16 +93,25 @@ def test_a_discard_waits_for_a_store_under_way(ticking: list[Any]) -> None:
     flushing.join()
 
 
-def test_a_backend_without_store_many_stores_each_state(ticking: list[Any]) -> None:
-    backend = OneByOneBackend()
+def test_a_backend_without_store_many_stores_each_state_at_once(ticking: list[Any]) -> None:
+    task = Task(OneByOneBackend())  # the embedded default's SQLite: nothing to batch
+    batch = StateBatch()
+    batch.store(task, "a", "PROGRESS", {"progress": 10})
+    assert task.updated == [("a", "PROGRESS", {"progress": 10})]
+    assert ticking == []
+
+
+def test_a_job_that_ends_never_waits_for_other_jobs_states(ticking: list[Any]) -> None:
+    backend = FakeBackend(slow=1.0)
     batch = StateBatch()
     batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
-    batch.store(Task(backend), "b", "PROGRESS", {"progress": 30})
-    batch.flush()
-    assert backend.stored == [
-        ("a", {"progress": 10}, "PROGRESS"),
-        ("b", {"progress": 30}, "PROGRESS"),
-    ]
+    flushing = threading.Thread(target=batch.flush)
+    flushing.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    batch.discard("b")  # not being stored: returns at once
+    assert time.monotonic() - started < 0.5
+    flushing.join()
 
 
 def test_a_failed_store_is_logged_not_raised(
