@@ -70,8 +70,10 @@ def progress_seen(result: AsyncResult, timeout: float = 30) -> list[dict[str, An
     deadline = time.monotonic() + timeout
     while not result.ready():
         assert time.monotonic() < deadline, f"job {result.id} did not finish"
-        if result.state == "PROGRESS":
-            seen.append(dict(result.info))
+        # One read for state and info: two would race the job's end (PROGRESS, then its result).
+        meta = result.backend.get_task_meta(result.id)
+        if meta["status"] == "PROGRESS":
+            seen.append(dict(meta["result"]))
         time.sleep(0.03)
     return seen
 
