@@ -15,7 +15,7 @@ from celery.app.backends import BACKEND_ALIASES
 from kombu.transport import TRANSPORT_ALIASES
 
 from connectors.errors import ConnectorError
-from emp_tasks import queues, visibility
+from emp_tasks import events, queues, visibility
 from emp_tasks.config import services
 
 VAR_DIR = Path(os.environ.get("EMP_VAR_DIR") or "var").resolve()
@@ -99,7 +99,12 @@ soft_shutdown_timeout = float(os.environ.get("EMP_SOFT_SHUTDOWN_TIMEOUT") or 60)
 
 # Events for Flower and `emp-tasks events`: task lifecycle plus our job events.
 worker_send_task_events = True
-task_send_sent_event = True
+# `task-sent` lets Flower show a job as soon as it is queued; it costs the client a second
+# publish per submit, so EMP_TASK_SENT_EVENT=0 turns it off (emp_tasks.events.task_sent_event).
+try:
+    task_send_sent_event = events.task_sent_event()
+except ConnectorError:  # `emp-tasks worker` refuses to start, naming the setting
+    task_send_sent_event = True
 # Show STARTED, and store name/args/retries with results (the job record reads them).
 task_track_started = True
 result_extended = True

@@ -24,7 +24,7 @@ from celery import signals
 from connectors.assets import saver_from_env
 from connectors.errors import ConnectorError
 from connectors.redact import register_secret
-from emp_tasks import events, logs, metrics, queues, shutdown, visibility
+from emp_tasks import events, logs, metrics, queues, shutdown, visibility, worker_events
 from emp_tasks.config import ServiceSpec, missing_env, services
 
 __all__ = ["check_environment", "services_for_queues", "slots"]
@@ -55,6 +55,8 @@ def check_environment(specs: Iterable[ServiceSpec], env: Mapping[str, str] | Non
         queues.delivery_limit(env)
         visibility.visibility_timeout(env)
         events.progress_timing(env)
+        events.task_sent_event(env)
+        worker_events.flush_interval(env)
     except ConnectorError as exc:
         return f"emp-tasks worker: {exc.message}"
     if any(spec.saves_assets for spec in specs):

@@ -15,6 +15,7 @@ from emp_tasks.events import (
     progress_fields,
     progress_timing,
     retry_fields,
+    task_sent_event,
 )
 
 
@@ -113,3 +114,15 @@ def test_progress_timing_comes_from_the_environment(
 def test_a_bad_progress_timing_names_the_setting(raw: str) -> None:
     with pytest.raises(ConnectorError, match="EMP_PROGRESS_INTERVAL"):
         progress_timing({"EMP_PROGRESS_INTERVAL": raw})
+
+
+@pytest.mark.parametrize(
+    ("raw", "sent"), [(None, True), ("1", True), ("true", True), ("0", False), ("FALSE", False)]
+)
+def test_the_task_sent_event_setting(raw: str | None, sent: bool) -> None:
+    assert task_sent_event({} if raw is None else {"EMP_TASK_SENT_EVENT": raw}) is sent
+
+
+def test_a_bad_task_sent_event_setting_names_it() -> None:
+    with pytest.raises(ConnectorError, match="EMP_TASK_SENT_EVENT must be 1 or 0"):
+        task_sent_event({"EMP_TASK_SENT_EVENT": "sometimes"})

@@ -34,6 +34,9 @@ SPECS = load_services(env={})
         (["mock"], {"EMP_METRICS_PORT": "0"}, "EMP_METRICS_PORT must be a TCP port"),
         (["mock"], {"EMP_METRICS_PORT": "9808", "EMP_METRICS_ADDRESS": "host"}, "ADDRESS"),
         (["mock"], {"EMP_LOG_FORMAT": "yaml"}, "EMP_LOG_FORMAT must be text or json"),
+        (["mock"], {"EMP_TASK_SENT_EVENT": "0", "EMP_EVENT_FLUSH_INTERVAL": "0.5"}, ""),
+        (["mock"], {"EMP_TASK_SENT_EVENT": "off"}, "EMP_TASK_SENT_EVENT must be 1 or 0"),
+        (["mock"], {"EMP_EVENT_FLUSH_INTERVAL": "9"}, "EMP_EVENT_FLUSH_INTERVAL must be seconds"),
     ],
 )
 def test_start_up_check(services: list[str], env: dict[str, str], complaint: str) -> None:
