@@ -105,9 +105,15 @@ class WorkerEvents:
         self.dispatcher.flush()
 
     def stop(self) -> None:
-        """No more events through here; what is buffered is published now."""
+        """No more events through here; what is buffered is published now.
+
+        Celery's own events still come (a warm stop lets jobs finish; a lost broker restarts
+        the consumer): each is published at once from then on, and one that fails waits in the
+        dispatcher's outbound buffer, which Celery hands to the reconnected consumer's.
+        """
         with self._lock:
             self._live = False
+            self.dispatcher.buffer_limit = 1
         self.flush()
 
 
@@ -124,8 +130,9 @@ class EventBatching(bootsteps.StartStopStep):  # type: ignore[misc]
         global _current
         dispatcher = getattr(parent, "event_dispatcher", None)
         # Celery buffers only with an event loop (not under gevent or eventlet), and only
-        # the task group.
-        if parent.hub is None or dispatcher is None:
+        # the task group. The solo pool runs each job on the loop's own thread: the loop
+        # would not turn, and a job's progress events would wait for its end.
+        if parent.hub is None or dispatcher is None or _is_solo(parent):
             return
         if "task" not in (dispatcher.buffer_group or ()):
             return
@@ -139,3 +146,7 @@ class EventBatching(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def shutdown(self, parent: Any) -> None:
         self.stop(parent)
+
+
+def _is_solo(parent: Any) -> bool:
+    return type(getattr(parent, "pool", None)).__module__ == "celery.concurrency.solo"

@@ -143,13 +143,36 @@ def test_stop_publishes_what_is_buffered_and_refuses_later_events(loop: Any) -> 
     assert not events.send("w@host", "task-complete_job", {"uuid": "b"})
 
 
-def test_after_stop_celerys_own_events_go_out_on_the_next_turn(loop: Any) -> None:
+def test_after_stop_celerys_own_events_are_published_at_once(loop: Any) -> None:
     hub, producer, events = loop
-    events.stop()  # a warm shutdown: the hub's timers may not fire any more
+    events.stop()  # a warm stop or a consumer restart: the hub's timers may not fire
     events.dispatcher.send("task-succeeded", uuid="finishing")
-    hub.turn()
-    assert hub.later == []
     assert [_types(body) for _, body in producer.published] == [["task-succeeded"]]
+    assert hub.later == []
+
+
+def test_after_stop_an_event_the_lost_broker_refused_is_kept_for_the_new_consumer(
+    loop: Any,
+) -> None:
+    _, producer, events = loop
+    events.stop()
+    producer.fail = True  # the broker is gone; Celery restarts the consumer
+    events.dispatcher.send("task-succeeded", uuid="during-the-outage")
+    renewed = _dispatcher(FakeProducer())
+    renewed.extend_buffer(events.dispatcher)  # what Celery's Events step does on restart
+    renewed.flush()
+    [(_, body)] = renewed.producer.published
+    assert [e["uuid"] for e in body] == ["during-the-outage"]
+
+
+def test_a_solo_worker_is_not_batched() -> None:
+    from celery.concurrency.solo import TaskPool
+
+    pool = TaskPool.__new__(TaskPool)
+    consumer = SimpleNamespace(hub=FakeHub(), event_dispatcher=_dispatcher(FakeProducer()))
+    consumer.pool = pool
+    EventBatching(consumer).start(consumer)
+    assert worker_events.current() is None
 
 
 def test_a_flush_while_the_broker_is_down_keeps_the_events(loop: Any) -> None:

@@ -85,7 +85,8 @@ def test_a_workers_events_leave_in_few_publishes_with_every_jobs_events(
     name = f"batch-{time.monotonic_ns()}@test"
     worker = _worker(tmp_path, glif_emulator, name)
     try:
-        glif_emulator.latency = 0.3  # long enough for each job's first progress report
+        # Long enough for each job's first progress report (0.25 s, on a 50 ms grid).
+        glif_emulator.latency = 0.6
         results = [emp_tasks.submit("glif", BODY) for _ in range(40)]
         for result in results:
             assert finish(result)["status"] == "completed"
