@@ -17,6 +17,7 @@ serializer the backend is Celery's own. celeryconfig makes it the backend of `re
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import states
@@ -27,6 +28,8 @@ from kombu.utils.objects import cached_property
 from redis.exceptions import NoScriptError
 
 __all__ = ["STORE_UNLESS_DONE", "RedisBackend"]
+
+log = logging.getLogger(__name__)
 
 # KEYS: the task's meta key. ARGV: the encoded meta, its expiry in seconds (0: none), and the
 # prefix a SUCCESS meta begins with. Returns 0 when a SUCCESS is already stored (nothing done).
@@ -75,17 +78,24 @@ class RedisBackend(celery_redis.RedisBackend):  # type: ignore[misc]
         return result
 
     def store_many(self, items: list[tuple[str, Any, str, Any]]) -> None:
-        """Store `(task_id, result, state, request)` items in one pipeline, each as above."""
+        """Store `(task_id, result, state, request)` items in one pipeline, each as above.
+
+        An item that cannot be stored (too large) is logged and left out, not the others.
+        """
         prefix = self._success_prefix
         if prefix is None:
             for task_id, result, state, request in items:
                 self.store_result(task_id, result, state, request=request)
             return
-        writes = [
-            self._encoded(task_id, self.encode_result(result, state), state, None, request)
-            for task_id, result, state, request in items
-        ]
-        self.ensure(self._store_all, (writes, prefix))
+        writes = []
+        for task_id, result, state, request in items:
+            try:
+                encoded = self.encode_result(result, state)
+                writes.append(self._encoded(task_id, encoded, state, None, request))
+            except BackendStoreError:
+                log.exception("%s state of %s not stored", state, task_id)
+        if writes:
+            self.ensure(self._store_all, (writes, prefix))
 
     def _encoded(
         self, task_id: str, result: Any, state: str, traceback: Any, request: Any

@@ -180,12 +180,10 @@ class HttpClient:
         """
         gate = self.gate if self._gated(request) else None
         if gate is None:
-            if admitted is not None:
-                admitted()
+            _notify(admitted)
             return self._send(request)
         gate.admit(self.service, self.key_id)
-        if admitted is not None:
-            admitted()
+        _notify(admitted)  # never raises: an admitted call is always settled below
         try:
             response = self._send(request)
         except ConnectorError as exc:
@@ -292,3 +290,12 @@ class HttpClient:
                 service=self.service,
                 context={"response": {"status": response.status_code, "body": response.text}},
             ) from None
+
+
+def _notify(admitted: Callable[[], None] | None) -> None:
+    if admitted is None:
+        return
+    try:
+        admitted()
+    except Exception:  # a count lost must not keep the call or its settling from happening
+        log.exception("admitted-call hook failed")

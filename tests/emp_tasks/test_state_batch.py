@@ -19,8 +19,10 @@ class FakeBackend:
     def __init__(self, slow: float = 0.0, fails: bool = False) -> None:
         self.batches: list[list[tuple[str, Any, str, Any]]] = []
         self.slow, self.fails = slow, fails
+        self.storing = threading.Event()  # set once a store has begun
 
     def store_many(self, items: list[tuple[str, Any, str, Any]]) -> None:
+        self.storing.set()
         time.sleep(self.slow)
         if self.fails:
             raise ConnectionError("redis gone")
@@ -87,7 +89,7 @@ def test_a_discard_waits_for_a_store_under_way(ticking: list[Any]) -> None:
     batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
     flushing = threading.Thread(target=batch.flush)
     flushing.start()
-    time.sleep(0.05)
+    assert backend.storing.wait(timeout=5)
     batch.discard("a")  # the job's outcome comes after this: the PROGRESS is already stored
     assert len(backend.batches) == 1
     flushing.join()
@@ -107,7 +109,7 @@ def test_a_job_that_ends_never_waits_for_other_jobs_states(ticking: list[Any]) -
     batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
     flushing = threading.Thread(target=batch.flush)
     flushing.start()
-    time.sleep(0.05)
+    assert backend.storing.wait(timeout=5)
     started = time.monotonic()
     batch.discard("b")  # not being stored: returns at once
     assert time.monotonic() - started < 0.5

@@ -122,3 +122,16 @@ def test_store_many_sends_the_script_again_to_a_redis_that_lost_it(results_url: 
     after = _calls(results_url)
     assert after.get("script|exists", 0) == before.get("script|exists", 0)  # no check first
     assert backend.get_task_meta("job-n1")["result"] == {"progress": 20}
+
+
+def test_store_many_leaves_out_only_a_state_too_large_to_store(results_url: str) -> None:
+    backend = _app(results_url).backend
+    backend._MAX_STR_VALUE_SIZE = 400  # Redis' own limit is 512 MiB: a small one stands in
+    backend.store_many(
+        [
+            ("job-big", {"progress": 10, "message": "x" * 1000}, "PROGRESS", None),
+            ("job-small", {"progress": 20}, "PROGRESS", None),
+        ]
+    )
+    assert backend.get_task_meta("job-small")["result"] == {"progress": 20}
+    assert backend.get_task_meta("job-big")["status"] == states.PENDING

@@ -216,3 +216,29 @@ def test_a_polling_submit_deferred_by_the_gate_is_no_paid_call() -> None:
     assert deferral(info.value)
     assert journal.provider_calls() == 0
     assert transport.sent == []
+
+
+class SettlingGate(ScriptedGate):
+    """Records what it was told of each admitted call."""
+
+    def __init__(self, journal: MemoryJournal) -> None:
+        super().__init__(journal)
+        self.settled: list[ConnectorError | None] = []
+
+    def settle(self, service: str, key: str | None, error: ConnectorError | None) -> None:
+        self.settled.append(error)
+
+
+class BrokenJournal(MemoryJournal):
+    def paid_call(self) -> None:
+        raise RuntimeError("the journal's store is gone")
+
+
+def test_a_count_that_fails_still_sends_and_settles_the_admitted_call() -> None:
+    journal = BrokenJournal()
+    gate = SettlingGate(journal)
+    connector, adapter = saving(json_reply({"url": "s3://out.png"}))
+    connector.client = connector.client.with_gate(gate)
+    assert connector.process_job(job(journal)).data == {"url": "s3://out.png"}
+    assert len(adapter.requests) == 1
+    assert gate.settled == [None]
