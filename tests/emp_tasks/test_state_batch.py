@@ -83,13 +83,19 @@ def test_a_job_that_ended_drops_its_kept_state(ticking: list[Any]) -> None:
     assert [item[0] for item in backend.batches[0]] == ["b"]
 
 
-def test_a_discard_waits_for_a_store_under_way(ticking: list[Any]) -> None:
-    backend = FakeBackend(slow=0.3)
-    batch = StateBatch()
-    batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
+def _storing(batch: StateBatch, backend: FakeBackend, job_id: str) -> threading.Thread:
+    """The job's state kept, and a flush of it under way on another thread."""
+    batch.store(Task(backend), job_id, "PROGRESS", {"progress": 10})
     flushing = threading.Thread(target=batch.flush)
     flushing.start()
     assert backend.storing.wait(timeout=5)
+    return flushing
+
+
+def test_a_discard_waits_for_a_store_under_way(ticking: list[Any]) -> None:
+    backend = FakeBackend(slow=0.3)
+    batch = StateBatch()
+    flushing = _storing(batch, backend, "a")
     batch.discard("a")  # the job's outcome comes after this: the PROGRESS is already stored
     assert len(backend.batches) == 1
     flushing.join()
@@ -106,10 +112,7 @@ def test_a_backend_without_store_many_stores_each_state_at_once(ticking: list[An
 def test_a_job_that_ends_never_waits_for_other_jobs_states(ticking: list[Any]) -> None:
     backend = FakeBackend(slow=1.0)
     batch = StateBatch()
-    batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
-    flushing = threading.Thread(target=batch.flush)
-    flushing.start()
-    assert backend.storing.wait(timeout=5)
+    flushing = _storing(batch, backend, "a")
     started = time.monotonic()
     batch.discard("b")  # not being stored: returns at once
     assert time.monotonic() - started < 0.5

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,31 +71,36 @@ def publishes() -> Iterator[Publishes]:
     seen.close()
 
 
-def _worker(tmp: Path, emulator: GlifEmulator, name: str) -> WorkerProcess:
+@contextmanager
+def _worker(
+    tmp: Path, emulator: GlifEmulator, prefix: str, latency: float
+) -> Iterator[tuple[WorkerProcess, str]]:
+    """`emp-tasks worker --service glif` with a name of its own, the emulator this slow."""
+    name = f"{prefix}-{time.monotonic_ns()}@test"
     env = glif_env(
         emulator, EMP_BROKER_URL=REDIS_URL, EMP_RESULT_BACKEND=REDIS_URL.replace("/0", "/1")
     )
     argv = [console_script("emp-tasks"), "worker", "--service", "glif", "--concurrency", "8"]
     worker = WorkerProcess(env, tmp / "worker.log", argv=[*argv, "--name", name], cwd=tmp)
-    return worker.start()
+    worker.start()
+    emulator.latency = latency
+    try:
+        yield worker, name
+    finally:
+        emulator.latency = 0.0
+        worker.stop()
 
 
 def test_a_workers_events_leave_in_few_publishes_with_every_jobs_events(
     redis_server: RedisServer, glif_emulator: GlifEmulator, tmp_path: Path, publishes: Publishes
 ) -> None:
-    name = f"batch-{time.monotonic_ns()}@test"
-    worker = _worker(tmp_path, glif_emulator, name)
-    try:
-        # Long enough for each job's first progress report (0.25 s, on a 50 ms grid).
-        glif_emulator.latency = 0.6
+    # Long enough for each job's first progress report (0.25 s, on a 50 ms grid).
+    with _worker(tmp_path, glif_emulator, "batch", latency=0.6) as (_, name):
         results = [emp_tasks.submit("glif", BODY) for _ in range(40)]
         for result in results:
             assert finish(result)["status"] == "completed"
         publishes.wait_for(name, "task-complete_job", 40)
         publishes.wait_for(name, "task-succeeded", 40)
-    finally:
-        glif_emulator.latency = 0.0
-        worker.stop()
     events = publishes.events(name)
     ids = {str(result.id) for result in results}
     for type_ in ("task-received", "task-started", "task-update_job_progress", "task-complete_job"):
@@ -107,15 +113,10 @@ def test_a_workers_events_leave_in_few_publishes_with_every_jobs_events(
 def test_a_stopping_worker_publishes_the_events_of_the_jobs_it_lets_finish(
     redis_server: RedisServer, glif_emulator: GlifEmulator, tmp_path: Path, publishes: Publishes
 ) -> None:
-    name = f"stop-{time.monotonic_ns()}@test"
-    worker = _worker(tmp_path, glif_emulator, name)
-    try:
-        glif_emulator.latency = 1.5
+    with _worker(tmp_path, glif_emulator, "stop", latency=1.5) as (worker, name):
         results = [emp_tasks.submit("glif", BODY) for _ in range(8)]
         publishes.wait_for(name, "task-started", 8)
         assert worker.stop(timeout=30) == 0  # a warm stop: running jobs finish first
-    finally:
-        glif_emulator.latency = 0.0
     for result in results:
         assert finish(result)["status"] == "completed"
     publishes.wait_for(name, "task-complete_job", 8, timeout=5)
