@@ -36,6 +36,8 @@ __all__ = [
     "progress_throttle",
     "progress_timing",
     "retry_fields",
+    "seconds_setting",
+    "task_sent_event",
 ]
 
 EVENT_PREFIX = "task-"
@@ -100,20 +102,24 @@ def progress_timing(env: Mapping[str, str] | None = None) -> tuple[float, float]
     Each progress report shown costs a result-backend write (PROGRESS) and an event: at a
     thousand jobs in flight a longer first delay or interval is throughput.
     """
-    env = os.environ if env is None else env
-    values = []
-    for name, default in (("EMP_PROGRESS_FIRST_AFTER", 0.25), ("EMP_PROGRESS_INTERVAL", 1.0)):
-        raw = env.get(name) or ""
-        try:
-            value = float(raw) if raw else default
-        except ValueError:
-            value = -1.0
-        if not 0 <= value <= 3600:
-            raise configuration_error(
-                f"{name} must be seconds from 0 to 3600, not {raw!r}", variables=[name]
-            )
-        values.append(value)
-    return values[0], values[1]
+    return (
+        seconds_setting(env, "EMP_PROGRESS_FIRST_AFTER", 0.25, 3600),
+        seconds_setting(env, "EMP_PROGRESS_INTERVAL", 1.0, 3600),
+    )
+
+
+def seconds_setting(env: Mapping[str, str] | None, name: str, default: float, most: float) -> float:
+    """The setting `name` as seconds from 0 to `most`; `default` when unset or empty."""
+    raw = (os.environ if env is None else env).get(name) or ""
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= most:  # NaN fails this too
+        raise configuration_error(
+            f"{name} must be seconds from 0 to {most:g}, not {raw!r}", variables=[name]
+        )
+    return value
 
 
 def task_sent_event(env: Mapping[str, str] | None = None) -> bool:

@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import bootsteps
+from celery.events.event import group_from
 
-from connectors.errors import configuration_error
+from emp_tasks.events import seconds_setting
 
 __all__ = ["EventBatching", "WorkerEvents", "current", "flush_interval"]
 
@@ -35,17 +36,7 @@ _current: WorkerEvents | None = None
 
 def flush_interval(env: Mapping[str, str] | None = None) -> float:
     """EMP_EVENT_FLUSH_INTERVAL: seconds from 0 to 5 (default 0.1; 0 is Celery's behaviour)."""
-    raw = (os.environ if env is None else env).get("EMP_EVENT_FLUSH_INTERVAL") or ""
-    try:
-        value = float(raw) if raw else 0.1
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 5:
-        raise configuration_error(
-            f"EMP_EVENT_FLUSH_INTERVAL must be seconds from 0 to 5, not {raw!r}",
-            variables=["EMP_EVENT_FLUSH_INTERVAL"],
-        )
-    return value
+    return seconds_setting(env, "EMP_EVENT_FLUSH_INTERVAL", 0.1, 5)
 
 
 def current() -> WorkerEvents | None:
@@ -77,7 +68,7 @@ class WorkerEvents:
         with self._lock:  # so stop() cannot flush between this check and the append
             if not (self._live and dispatcher.enabled and hostname == dispatcher.hostname):
                 return False
-            if groups and type_.split("-", 1)[0] not in groups:  # events disabled remotely
+            if groups and group_from(type_) not in groups:  # events disabled remotely
                 return False
             dispatcher.send(type_, **fields)
             return True
