@@ -1,6 +1,7 @@
 """Throughput of `emp.glif` against a bare Celery task doing the same `requests.post`.
 
-Same broker and result backend (a redis-server started here), same Glif emulator, same pool,
+Same broker and result backend (a redis-server started here), same Glif emulator (a process of
+its own, as a provider is: in this one its answers would wait on the submitting loop), same pool,
 concurrency and N jobs; the bare task's session keeps as many connections as there are slots,
 like emp's. Both sides' workers run at once (the idle side waits on Redis) and the N jobs go
 through each side in turn, `--rounds` times, the first side alternating. Prints each run's
@@ -50,10 +51,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run(
-    label: str, submit: object, jobs: int, redis_url: str, pids: list[int], redis_pid: int
+    label: str, submit: object, jobs: int, redis_url: str, pids: list[int], others: list[int]
 ) -> float:
+    """One side's run; `others` are Redis' and the emulator's pids."""
     before, cpu = command_calls(redis_url), sum(map(cpu_seconds, pids))
-    redis_cpu, here_cpu = cpu_seconds(redis_pid), time.process_time()
+    (redis_cpu, emulator_cpu), here_cpu = map(cpu_seconds, others), time.process_time()
     started = time.perf_counter()
     results = [submit() for _ in range(jobs)]  # type: ignore[operator]
     submitted = time.perf_counter() - started
@@ -61,7 +63,8 @@ def run(
         result.get(timeout=300)
     elapsed = time.perf_counter() - started
     cpu_ms = (sum(map(cpu_seconds, pids)) - cpu) * 1000 / jobs
-    redis_ms = (cpu_seconds(redis_pid) - redis_cpu) * 1000 / jobs
+    redis_ms = (cpu_seconds(others[0]) - redis_cpu) * 1000 / jobs
+    emulator_ms = (cpu_seconds(others[1]) - emulator_cpu) * 1000 / jobs
     here_ms = (time.process_time() - here_cpu) * 1000 / jobs
     after = command_calls(redis_url)
     per_job = {name: (n - before.get(name, 0)) / jobs for name, n in after.items()}
@@ -70,13 +73,31 @@ def run(
         f"{label:<10} {jobs} jobs in {elapsed:6.2f}s (submitted in {submitted:.2f}s)"
         f" = {jobs / elapsed:7.1f} jobs/s;"
         f" CPU per job: worker {cpu_ms:.2f} ms, Redis {redis_ms:.2f},"
-        f" client and emulator {here_ms:.2f}"
+        f" client {here_ms:.2f}, emulator {emulator_ms:.2f}"
     )
     print(
         f"{'':<10} Redis commands per job (client and worker): {sum(per_job.values()):.1f}: "
         + ", ".join(f"{name} {n:.1f}" for n, name in top[:20])
     )
     return jobs / elapsed
+
+
+class EmulatorProcess:
+    """The Glif emulator as its own process (`python -m emp_tasks.sandbox glif`)."""
+
+    def __init__(self, latency: float) -> None:
+        argv = [sys.executable, "-m", "emp_tasks.sandbox", "glif", "--port", "0"]
+        argv += ["--token", TOKEN, "--latency", str(latency)]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()  # it prints its URL once serving
+        if not self.url.startswith("http://"):
+            self.stop()
+            raise RuntimeError("the Glif emulator did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
 class PeakRss:
@@ -126,10 +147,9 @@ def main() -> int:
     port = free_port()
     broker = f"redis://127.0.0.1:{port}/0"
     os.environ.update(EMP_BROKER_URL=broker, EMP_RESULT_BACKEND=f"redis://127.0.0.1:{port}/1")
-    from emp_tasks.sandbox.glif import GlifEmulator
 
     redis_server = RedisServer(port).start()
-    emulator = GlifEmulator(tokens=(TOKEN,), latency=args.latency).start()
+    emulator = EmulatorProcess(args.latency)
     env = {
         "GLIF_API_TOKEN": TOKEN,
         "GLIF_BASE_URL": emulator.url,
@@ -196,7 +216,8 @@ def main() -> int:
             rates = {}
             for label in order:
                 submit, pids = sides[label]
-                rates[label] = run(label, submit, args.jobs, broker, pids, redis_pid)
+                others = [redis_pid, emulator.proc.pid]
+                rates[label] = run(label, submit, args.jobs, broker, pids, others)
             ratios.append(rates["emp.glif"] / rates["bare"])
             emp_rates.append(rates["emp.glif"])
             print(f"round {round_ + 1}: ratio emp/bare = {ratios[-1]:.3f}")
