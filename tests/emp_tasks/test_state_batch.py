@@ -125,7 +125,7 @@ def test_a_failed_store_is_logged_not_raised(
     batch = StateBatch()
     batch.store(Task(FakeBackend(fails=True)), "a", "PROGRESS", {"progress": 10})
     batch.flush()
-    assert "could not store 1 progress states" in caplog.text
+    assert "could not store 1 interim states" in caplog.text
 
 
 def test_reports_from_the_process_timer_thread_are_batched_at_the_ticks_end() -> None:
@@ -139,3 +139,43 @@ def test_reports_from_the_process_timer_thread_are_batched_at_the_ticks_end() ->
     assert done.wait(timeout=5)
     assert [[item[0] for item in items] for items in backend.batches] == [["a", "b", "c"]]
     assert batch_module.state_batch() is batch_module.state_batch()
+
+
+def test_a_deferred_state_is_stored_by_the_next_tick_with_the_others_of_its_time() -> None:
+    backend = FakeBackend()
+    batch = StateBatch()
+    for job in ("a", "b"):
+        batch.defer(backend, job, "STARTED", {"pid": 1}, request=None)
+    deadline = time.monotonic() + 5
+    while not backend.batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [[(item[0], item[2]) for item in items] for items in backend.batches] == [
+        [("a", "STARTED"), ("b", "STARTED")]
+    ]
+
+
+def test_a_deferred_state_overtaken_by_the_jobs_outcome_is_never_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scheduled: list[Any] = []
+    monkeypatch.setattr(timers, "schedule", lambda delay, cb: scheduled.append(cb))
+    backend = FakeBackend()
+    batch = StateBatch()
+    batch.defer(backend, "a", "STARTED", {"pid": 1}, request=None)
+    batch.defer(backend, "b", "STARTED", {"pid": 1}, request=None)
+    assert scheduled == [batch.flush]  # one flush asked for the states of one tick
+    batch.discard("a")  # "a" ended first
+    batch.flush()
+    assert [item[0] for item in backend.batches[0]] == ["b"]
+
+
+def test_a_later_report_replaces_a_deferred_state_of_the_same_job(
+    ticking: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(timers, "schedule", lambda delay, cb: None)
+    backend = FakeBackend()
+    batch = StateBatch()
+    batch.defer(backend, "a", "STARTED", {"pid": 1}, request=None)
+    batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
+    batch.flush()
+    assert [(item[0], item[2]) for item in backend.batches[0]] == [("a", "PROGRESS")]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import redis
 from celery import Celery, states
+from celery.app.task import Context
 
+from emp_tasks import timers
 from emp_tasks.redis_backend import RedisBackend
 from tests.integration.processes import RedisServer
 
@@ -135,3 +138,40 @@ def test_store_many_leaves_out_only_a_state_too_large_to_store(results_url: str)
     )
     assert backend.get_task_meta("job-small")["result"] == {"progress": 20}
     assert backend.get_task_meta("job-big")["status"] == states.PENDING
+
+
+def _wait_for_status(backend: RedisBackend, task_id: str, status: str) -> dict[str, object]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        meta: dict[str, object] = backend.get_task_meta(task_id)
+        if meta["status"] == status:
+            return meta
+        backend._cache.pop(task_id, None)
+        time.sleep(0.01)
+    raise AssertionError(f"{task_id} never became {status}")
+
+
+def _request(task_id: str) -> Context:
+    return Context(id=task_id, task="emp.glif", args=[{"inputs": ["x"]}], kwargs={}, retries=0)
+
+
+def test_a_running_jobs_started_state_is_stored_by_the_timer_thread(results_url: str) -> None:
+    backend = _app(results_url).backend
+    backend.store_result("job-s0", {"n": 0}, states.STARTED)  # loads the script
+    backend.store_result("job-s1", {"pid": 7}, states.STARTED, request=_request("job-s1"))
+    meta = _wait_for_status(backend, "job-s1", states.STARTED)
+    assert (meta["result"], meta["name"]) == ({"pid": 7}, "emp.glif")  # Celery's own record
+
+
+@pytest.mark.parametrize("outcome", [states.SUCCESS, states.FAILURE, states.RETRY])
+def test_a_started_state_still_kept_never_lands_after_the_jobs_outcome(
+    results_url: str, outcome: str
+) -> None:
+    backend = _app(results_url).backend
+    task_id = f"job-o-{outcome.lower()}"
+    backend.store_result(task_id, {"pid": 7}, states.STARTED, request=_request(task_id))
+    result = ValueError("no") if outcome != states.SUCCESS else {"done": True}
+    backend.store_result(task_id, result, outcome, request=_request(task_id))
+    time.sleep(3 * timers.GRID)  # the timer's next tick has come and gone
+    backend._cache.pop(task_id, None)
+    assert backend.get_task_meta(task_id)["status"] == outcome
