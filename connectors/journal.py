@@ -13,10 +13,13 @@ is a lost optimisation, never a failed job: implementations log and carry on.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Protocol
 
-__all__ = ["ANSWER", "PROVIDER_JOB", "JobJournal", "MemoryJournal", "NoJournal"]
+__all__ = ["ANSWER", "PROVIDER_JOB", "JobJournal", "MemoryJournal", "NoJournal", "count_paid_call"]
+
+log = logging.getLogger(__name__)
 
 # Entry names the modes use.
 ANSWER = "answer"  # the provider's reply to a one-shot call (HTTP mode)
@@ -94,3 +97,17 @@ class MemoryJournal:
     def provider_calls(self) -> int:
         with self._lock:
             return self.calls
+
+
+def count_paid_call(journal: JobJournal | None) -> None:
+    """Count one paid call in `journal`; a count that fails is logged, never raised.
+
+    A call about to be sent is sent whatever its count does: a lost count must not keep the
+    call, or the settling of its outcome, from happening.
+    """
+    if journal is None:
+        return
+    try:
+        journal.paid_call()
+    except Exception:
+        log.exception("a paid call was not counted")

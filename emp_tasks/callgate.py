@@ -11,6 +11,10 @@ job passes the same three checks, in this order:
 3. a slot within `INLINE_WAIT` is slept in; a later one is reserved and the job re-queued
    until just before it (a wait, not a retry: `emp_tasks.waits`).
 
+An admitted call is counted in the job's journal. When the journal counts in the gate's Redis
+and the call may go at once, the limiter's script counts it: one round trip per call instead
+of two (the README's Performance section says what that measured).
+
 With a Redis result backend the state is in that Redis, shared by every worker on every host;
 without one (the embedded default) it is per process.
 """
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.errors import ConnectorError, FailureType
+from connectors.journal import JobJournal, count_paid_call
 from connectors.protocol.gate import deferred_error
 from emp_tasks import metrics
 from emp_tasks.breaker import (
@@ -43,6 +48,7 @@ from emp_tasks.breaker import (
     counts_as_failure,
 )
 from emp_tasks.config import ServiceSpec
+from emp_tasks.journal import Journal
 from emp_tasks.limits import RETRY_CAP_SECONDS
 from emp_tasks.ratelimit import Limiter, MemoryLimiter, Rate, RedisLimiter, Slot, parse_rate
 from emp_tasks.results_redis import results_redis
@@ -152,13 +158,16 @@ class ProviderGate:
         # at the price of noticing another worker's opening that much later.
         self._seen: dict[str, tuple[BreakerState, float]] = {}
 
-    def admit(self, service: str, key: str | None) -> None:
+    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> None:
+        counted = False
         try:
-            self._admit(service, key)
+            counted = self._admit(service, key, journal)
         except ConnectorError:
             raise
         except Exception:  # the gate's Redis is down: the call goes, as it would without one
             log.warning("call gate unavailable: %s call sent unchecked", service, exc_info=True)
+        if not counted:
+            count_paid_call(journal)
 
     def settle(self, service: str, key: str | None, error: ConnectorError | None) -> None:
         try:
@@ -166,7 +175,8 @@ class ProviderGate:
         except Exception:  # an outcome not recorded must not change the job's
             log.warning("call gate unavailable: %s outcome not recorded", service, exc_info=True)
 
-    def _admit(self, service: str, key: str | None) -> None:
+    def _admit(self, service: str, key: str | None, journal: JobJournal | None) -> bool:
+        """Admit the call or raise a deferral; True when the limiter's step counted it."""
         settings = self.settings.get(service, GateSettings())
         admission = self._admit_breaker(service, settings.breaker)
         scope = _scope.get()
@@ -174,7 +184,8 @@ class ProviderGate:
         if scope is not None:
             scope.reserved = 0.0  # a reservation is used once
         limit_key = _limit_key(service, key)
-        slot = self.limiter.take(limit_key, settings.rate, HORIZON, reserved)
+        counter = journal.redis_counter() if isinstance(journal, Journal) else None
+        slot = self.limiter.take(limit_key, settings.rate, HORIZON, reserved, counter)
         if reserved and slot.why != "reserved":  # came back too late: its slot went unused
             log.debug("%s: a reserved slot was missed; took another", service)
         if slot.granted and slot.delay <= INLINE_WAIT:
@@ -185,7 +196,10 @@ class ProviderGate:
                     slot = Slot(False, held, "hold")
             if slot.granted:
                 _probe.set(admission.probe)
-                return
+                if slot.count is None or not isinstance(journal, Journal):
+                    return False
+                journal.counted(slot.count)  # one round trip for the slot and the count
+                return True
         if admission.probe:  # the probe must not sit out a wait: the next caller takes it
             self._update(service, breaker_release)
         if slot.granted:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ __all__ = [
     "BackendStore",
     "EntryStore",
     "Journal",
+    "RedisCounter",
     "RedisStore",
     "journal_for",
     "max_entry_bytes",
@@ -65,12 +67,21 @@ return count
 """
 
 
+@dataclass(frozen=True)
+class RedisCounter:
+    """Where a job's paid-call count is in Redis: a script on `client` may count there too."""
+
+    client: Any
+    key: str
+    ttl: int  # seconds, renewed on every count
+
+
 class RedisStore:
     """Entries as Redis keys, each expiring with the job's result."""
 
     def __init__(self, client: Any, ttl_seconds: int) -> None:
-        self._client = client
-        self._ttl = max(1, ttl_seconds)
+        self.client = client
+        self.ttl = max(1, ttl_seconds)
         self._incr = client.register_script(INCR_SCRIPT)  # a SHA-1 of 80 bytes: cheap per job
 
     @staticmethod
@@ -78,17 +89,17 @@ class RedisStore:
         return f"emp:journal:{job_id}:{name}"
 
     def get(self, job_id: str, name: str) -> str | None:
-        raw = self._client.get(self.key(job_id, name))
+        raw = self.client.get(self.key(job_id, name))
         return raw.decode() if isinstance(raw, bytes) else raw
 
     def set(self, job_id: str, name: str, text: str) -> None:
-        self._client.set(self.key(job_id, name), text, ex=self._ttl)
+        self.client.set(self.key(job_id, name), text, ex=self.ttl)
 
     def delete(self, job_id: str, name: str) -> None:
-        self._client.delete(self.key(job_id, name))
+        self.client.delete(self.key(job_id, name))
 
     def incr(self, job_id: str, name: str) -> int:
-        return int(self._incr(keys=[self.key(job_id, name)], args=[self._ttl]))
+        return int(self._incr(keys=[self.key(job_id, name)], args=[self.ttl]))
 
 
 class BackendStore:
@@ -173,6 +184,17 @@ class Journal:
         except Exception:  # counted here at least, for this attempt's result
             log.warning("could not count a paid call of %s", self._job_id, exc_info=True)
             self._calls = self.provider_calls() + 1
+
+    def redis_counter(self) -> RedisCounter | None:
+        """The count's Redis key, for the call gate to count in its own script (or None)."""
+        store = self._store
+        if not isinstance(store, RedisStore):
+            return None
+        return RedisCounter(store.client, store.key(self._job_id, _CALLS), store.ttl)
+
+    def counted(self, calls: int) -> None:
+        """A paid call was counted elsewhere (the gate's script): the count is now `calls`."""
+        self._calls = calls
 
     def provider_calls(self) -> int:
         if self._calls is None:

@@ -11,7 +11,9 @@ checked in the same step, and pushes the TAT past its end.
 
 `gcra_step` is the decision, pure; `MemoryLimiter` runs it in-process and `RedisLimiter` runs
 the same arithmetic as one Lua script on Redis' own clock (`TIME`), so hosts' clocks don't
-matter. Times in Redis are integer milliseconds since the epoch.
+matter. Times in Redis are integer milliseconds since the epoch. Given the job's paid-call
+counter in the same Redis, the script also counts a call it lets go at once, which saves the
+job's own count a round trip on every call (`Slot.count`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connectors.errors import configuration_error
+from emp_tasks.journal import RedisCounter
+from emp_tasks.results_redis import same_database
 
 __all__ = [
     "GCRA_SCRIPT",
@@ -82,6 +86,7 @@ class Slot:
     delay: float
     why: str = "rate_limit"  # rate_limit, hold (a provider's Retry-After), reserved, none
     at: float = 0.0
+    count: int | None = None  # the job's paid calls, when the limiter counted this one
 
 
 # A job back from a wait may be this late for its reserved slot and still use it.
@@ -117,7 +122,16 @@ def gcra_step(
 class Limiter(Protocol):
     """Takes slots for one provider key; holds it when the provider says so."""
 
-    def take(self, key: str, rate: Rate | None, horizon: float, reserved: float = 0.0) -> Slot: ...
+    def take(
+        self,
+        key: str,
+        rate: Rate | None,
+        horizon: float,
+        reserved: float = 0.0,
+        count: RedisCounter | None = None,
+    ) -> Slot:
+        """A slot; with `count`, a call granted at once may be counted there (`Slot.count`)."""
+        ...
 
     def hold(self, key: str, seconds: float) -> None: ...
 
@@ -135,7 +149,14 @@ class MemoryLimiter:
         self._hold: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def take(self, key: str, rate: Rate | None, horizon: float, reserved: float = 0.0) -> Slot:
+    def take(
+        self,
+        key: str,
+        rate: Rate | None,
+        horizon: float,
+        reserved: float = 0.0,
+        count: RedisCounter | None = None,
+    ) -> Slot:
         interval = rate.interval if rate is not None else 0.0
         with self._lock:
             now = self._clock()
@@ -156,9 +177,17 @@ class MemoryLimiter:
             return max(0.0, self._hold.get(key, 0.0) - self._clock())
 
 
-# `gcra_step` in Lua. KEYS: tat, hold. ARGV: interval ms (0: no limit), horizon ms, reserved
-# slot ms (0: none), grace ms. Returns {granted 0/1, delay ms, why, slot ms}.
+# `gcra_step` in Lua. KEYS: tat, hold, and optionally a job's paid-call counter. ARGV: interval
+# ms (0: no limit), horizon ms, reserved slot ms (0: none), grace ms, the counter's expiry in
+# seconds. Returns {granted 0/1, delay ms, why, slot ms}, and the count when it counted: only a
+# call granted with no delay, which goes at once (a later one may still meet a hold).
 GCRA_SCRIPT = """
+local function grant(delay, why, slot)
+  if delay > 0 or not KEYS[3] then return {1, delay, why, slot} end
+  local calls = redis.call('INCR', KEYS[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+  return {1, delay, why, slot, calls}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
@@ -166,15 +195,15 @@ local horizon = tonumber(ARGV[2])
 local reserved = tonumber(ARGV[3])
 local hold = tonumber(redis.call('GET', KEYS[2]) or '0')
 if hold > now then return {0, hold - now, 'hold', 0} end
-if interval <= 0 then return {1, 0, 'none', now} end
+if interval <= 0 then return grant(0, 'none', now) end
 if reserved > 0 and reserved - now >= -tonumber(ARGV[4]) then
-  return {1, math.max(0, reserved - now), 'reserved', reserved}
+  return grant(math.max(0, reserved - now), 'reserved', reserved)
 end
 local start = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
 local delay = start - now
 if delay > horizon then return {0, delay - horizon, 'rate_limit', 0} end
 redis.call('SET', KEYS[1], start + interval, 'PX', delay + interval + 1000)
-return {1, delay, 'rate_limit', start}
+return grant(delay, 'rate_limit', start)
 """
 # KEYS: tat, hold. ARGV: seconds ms. A hold only ever grows; the TAT moves past its end.
 HOLD_SCRIPT = """
@@ -202,6 +231,7 @@ class RedisLimiter:
     """The GCRA in Redis: one atomic script per call, shared by every worker on every host."""
 
     def __init__(self, client: Any, prefix: str = "emp:rl") -> None:
+        self._client = client
         self._prefix = prefix
         # Registered once per process: redis-py sends EVALSHA, and the script on a NOSCRIPT.
         self._take = client.register_script(GCRA_SCRIPT)
@@ -211,14 +241,25 @@ class RedisLimiter:
     def _keys(self, key: str) -> list[str]:
         return [f"{self._prefix}:{key}:tat", f"{self._prefix}:{key}:hold"]
 
-    def take(self, key: str, rate: Rate | None, horizon: float, reserved: float = 0.0) -> Slot:
+    def take(
+        self,
+        key: str,
+        rate: Rate | None,
+        horizon: float,
+        reserved: float = 0.0,
+        count: RedisCounter | None = None,
+    ) -> Slot:
         interval_ms = 0 if rate is None else max(1, round(rate.interval * 1000))
+        keys = self._keys(key)
         args = [interval_ms, round(horizon * 1000), round(reserved * 1000)]
-        granted, delay_ms, why, at_ms = self._take(
-            keys=self._keys(key), args=[*args, round(RESERVATION_GRACE * 1000)]
-        )
+        args.append(round(RESERVATION_GRACE * 1000))
+        if count is not None and same_database(count.client, self._client):  # else: not here
+            keys.append(count.key)
+            args.append(count.ttl)
+        granted, delay_ms, why, at_ms, *calls = self._take(keys=keys, args=args)
         reason = why.decode() if isinstance(why, bytes) else str(why)
-        return Slot(bool(granted), int(delay_ms) / 1000.0, reason, int(at_ms) / 1000.0)
+        counted = int(calls[0]) if calls else None
+        return Slot(bool(granted), int(delay_ms) / 1000.0, reason, int(at_ms) / 1000.0, counted)
 
     def hold(self, key: str, seconds: float) -> None:
         self._hold(keys=self._keys(key), args=[max(1, round(seconds * 1000))])

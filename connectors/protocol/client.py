@@ -22,6 +22,7 @@ from requests.auth import AuthBase
 
 from connectors.classify import error_from_exception, error_from_status
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
+from connectors.journal import JobJournal, count_paid_call
 from connectors.protocol.gate import CallGate
 from connectors.protocol.sessions import new_session, size_pool
 from connectors.redact import truncate
@@ -168,22 +169,19 @@ class HttpClient:
         """`path` under the base URL (the base URL itself when empty)."""
         return f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
 
-    def send(
-        self, request: HttpRequest, admitted: Callable[[], None] | None = None
-    ) -> requests.Response:
+    def send(self, request: HttpRequest, journal: JobJournal | None = None) -> requests.Response:
         """Send once; a network failure or an error status raises a classified error.
 
         A gated request is admitted by the gate first (which may raise a deferral) and its
-        outcome reported back, so limits, holds and the breaker see every paid call.
-        `admitted` runs once the request may go, just before it is sent: a paid call is
-        counted there (`job.journal.paid_call`), so a deferral is no paid call.
+        outcome reported back, so limits, holds and the breaker see every paid call. A call
+        with the job's `journal` is a paid call, counted there once it may go (by the gate,
+        for a gated one), so a deferral is no paid call.
         """
         gate = self.gate if self._gated(request) else None
         if gate is None:
-            _notify(admitted)
+            count_paid_call(journal)
             return self._send(request)
-        gate.admit(self.service, self.key_id)
-        _notify(admitted)  # never raises: an admitted call is always settled below
+        gate.admit(self.service, self.key_id, journal)  # an admitted call is settled below
         try:
             response = self._send(request)
         except ConnectorError as exc:
@@ -290,12 +288,3 @@ class HttpClient:
                 service=self.service,
                 context={"response": {"status": response.status_code, "body": response.text}},
             ) from None
-
-
-def _notify(admitted: Callable[[], None] | None) -> None:
-    if admitted is None:
-        return
-    try:
-        admitted()
-    except Exception:  # a count lost must not keep the call or its settling from happening
-        log.exception("admitted-call hook failed")

@@ -13,6 +13,7 @@ import hashlib
 from typing import Protocol
 
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
+from connectors.journal import JobJournal
 
 __all__ = [
     "DEFERRED",
@@ -32,8 +33,12 @@ _WAIT = Classification(FailureType.RATE_LIMIT, FailureReason.REQUESTS_PER_MINUTE
 class CallGate(Protocol):
     """Admits a provider's paid calls (or defers them) and learns how each one went."""
 
-    def admit(self, service: str, key: str | None) -> None:
-        """Return when the call may be sent now; raise a deferral (`deferred_error`) if not."""
+    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> None:
+        """Return when the call may be sent now, counted in `journal`; else raise a deferral.
+
+        A deferral (`deferred_error`) counts nothing. A call admitted is counted once, with
+        `count_paid_call` or in the gate's own step when it can.
+        """
         ...
 
     def settle(self, service: str, key: str | None, error: ConnectorError | None) -> None:

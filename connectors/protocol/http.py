@@ -65,7 +65,7 @@ class HTTPConnector(BaseConnector[P], Generic[P]):
         self, request: HttpRequest, job: JobData, progress: ProgressCallback
     ) -> requests.Response:
         """Hook: send the paid request, counted once admitted (A1111 polls its progress)."""
-        return self.client.send(request, admitted=job.journal.paid_call)
+        return self.client.send(request, journal=job.journal)
 
     def process_job_impl(self, job: JobData, payload: P, progress: ProgressCallback) -> JobResult:
         request = self.build_request(job, payload)

@@ -220,7 +220,7 @@ class PollingHTTPConnector(BaseConnector[P], Generic[P]):
         report_progress(progress, job, 5, "initializing", "Preparing request")
         request = self.build_request(job, payload)
         report_progress(progress, job, 15, "submitting", "Submitting job")
-        submitted = self.client.send(request, admitted=job.journal.paid_call)
+        submitted = self.client.send(request, journal=job.journal)
         service_job_id = self.extract_job_id(submitted, job)
         if not isinstance(service_job_id, str) or not service_job_id:
             no_id = Classification(FailureType.RESPONSE_ERROR, FailureReason.MISSING_EXPECTED_DATA)

@@ -199,7 +199,7 @@ class StreamingHTTPConnector(BaseConnector[P], Generic[P, Acc]):
         # Forced: a body read whole before decoding would bypass the size cap and the progress.
         request = replace(self.build_request(job, payload), stream=True)
         report_progress(progress, job, 5, "submitting", "Connecting")
-        sent = self.client.send(request, admitted=job.journal.paid_call)
+        sent = self.client.send(request, journal=job.journal)
         run = _Stream(request, sent, started, self._clock)
         try:
             state = self._consume(run, job, progress)

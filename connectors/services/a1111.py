@@ -173,7 +173,7 @@ class A1111Connector(HTTPConnector[A1111Payload]):
         """Send the blocking generation while a second connection polls its progress."""
         with self._poller(job, progress):
             # Blocks until the images are done.
-            return self.client.send(request, admitted=job.journal.paid_call)
+            return self.client.send(request, journal=job.journal)
 
     def _poller(self, job: JobData, progress: ProgressCallback) -> ProgressPoller:
         client = HttpClient(

@@ -123,7 +123,7 @@ class ComfyUIConnector(WebSocketConnector[ComfyUIPayload]):
         body = {"prompt": payload.graph(), "client_id": self._client_id(job, payload)}
         body["prompt_id"] = prompt_id
         request = HttpRequest("POST", self.client.url("prompt"), json=body)
-        reply = self.client.json_body(self.client.send(request, admitted=job.journal.paid_call))
+        reply = self.client.json_body(self.client.send(request, journal=job.journal))
         given = reply.get("prompt_id") if isinstance(reply, dict) else None
         if not given:
             raise _NO_ID.error(

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from connectors.errors import ConnectorError
+from connectors.journal import JobJournal
 from connectors.protocol.auth import BearerAuth
 from connectors.protocol.client import HttpClient, HttpRequest
 from connectors.protocol.gate import SLOT_AT, deferral
@@ -206,7 +207,7 @@ class RecordingGate:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str | None, str | None]] = []
 
-    def admit(self, service: str, key: str | None) -> None:
+    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> None:
         self.seen.append(("admit", key, None))
 
     def settle(self, service: str, key: str | None, error: ConnectorError | None) -> None:

@@ -10,7 +10,7 @@ import requests
 from connectors.assets.base import SERVICE as STORAGE
 from connectors.base import AnyPayload
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
-from connectors.journal import ANSWER, PROVIDER_JOB, MemoryJournal
+from connectors.journal import ANSWER, PROVIDER_JOB, JobJournal, MemoryJournal, count_paid_call
 from connectors.models import JobData, JobResult
 from connectors.protocol.answers import restore_answer, snapshot_answer
 from connectors.protocol.client import HttpClient
@@ -179,11 +179,12 @@ class ScriptedGate:
         self.journal, self.defer = journal, defer
         self.counted_at_admit: list[int] = []
 
-    def admit(self, service: str, key: str | None) -> None:
+    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> None:
         self.counted_at_admit.append(self.journal.provider_calls())
         if self.defer:
             self.defer -= 1
             raise deferred_error(service, "rate_limit", 1.5)
+        count_paid_call(journal)
 
     def settle(self, service: str, key: str | None, error: ConnectorError | None) -> None:
         pass
