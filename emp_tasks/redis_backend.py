@@ -7,8 +7,8 @@ worker is still overwritten. Here one Lua script does the check, the write and t
 together - the same keys, values, expiry and pub/sub message as Celery's, so its result
 consumers, `AsyncResult` and Flower see no difference. A job stores two to four states, so this
 saves as many round trips per job; at a thousand jobs in flight a round trip is CPU the worker
-does not have to spare. The STARTED state of a job that begins is stored by the timer thread,
-with the others of its tick, at most 50 ms later (emp_tasks.state_batch).
+does not have to spare. The STARTED state of a job that begins is stored by the timer thread
+with the other states of its tick, at most 50 ms later (emp_tasks.state_batch).
 
 Only with the JSON result serializer, whose encoding of a SUCCESS meta begins with a known
 prefix (checked with GETRANGE, so a large result is not copied into the script); with another
@@ -33,7 +33,6 @@ from emp_tasks.state_batch import state_batch
 __all__ = ["STORE_UNLESS_DONE", "RedisBackend"]
 
 log = logging.getLogger(__name__)
-_OUTCOMES = states.READY_STATES | {states.RETRY}  # what a job's attempt ends with
 
 # KEYS: the task's meta key. ARGV: the encoded meta, its expiry in seconds (0: none), and the
 # prefix a SUCCESS meta begins with. Returns 0 when a SUCCESS is already stored (nothing done).
@@ -82,8 +81,7 @@ class RedisBackend(celery_redis.RedisBackend):  # type: ignore[misc]
             # (emp_tasks.state_batch), not with a round trip on the job's own thread.
             state_batch().defer(self, task_id, state, result, request)
             return result
-        if state in _OUTCOMES:
-            state_batch().discard(task_id)  # no STARTED or PROGRESS kept lands after this
+        state_batch().discard(task_id)  # an older state still kept must not land after this
         key, value, expires = self._encoded(task_id, result, state, traceback, request)
         self.ensure(self._store, (key, value, expires, prefix))
         return result

@@ -4,16 +4,18 @@ A job's deferred progress report is sent from the process's timer thread (emp_ta
 and storing its PROGRESS state is a round trip of its own: at a thousand jobs in flight, py-spy
 found about 8 % of the worker's time in them, one by one. A report made in a tick is kept here
 until the tick's end, and then every state kept goes to the result backend together
-(`store_many`: one pipeline on Redis). Anywhere else (a test's timer, a job's own thread), and
-on a backend without `store_many` (the embedded default's SQLite), a state is stored at once.
+(`store_many`: one pipeline per database on Redis). Reports made elsewhere (a test's timer, a
+job's own thread), and on a backend without `store_many` (the embedded default's SQLite), are
+stored at once.
 
-The STARTED state Celery stores as a job begins is handed over here too (`defer`, by
-emp_tasks.redis_backend) and stored by the next tick, at most `timers.GRID` later: a round trip
-on the job's thread is a GIL release and a wait for it again among hundreds of busy threads,
-which measured about 0.4 ms of worker CPU per job at 200 in flight.
+The STARTED state Celery stores as a job begins is handed over too (`defer`, by
+emp_tasks.redis_backend), and stored at the end of the next tick, at most `timers.GRID` later,
+instead of by a round trip on the job's own thread: among hundreds of busy threads each such
+round trip is a GIL release and a wait to get it back.
 
-A job that ends drops its state still kept (`discard`), and waits while its own state is being
-stored, so no interim state lands after the job's outcome. It never waits for other jobs'.
+A state stored at once, and a job's outcome, drop the job's state still kept (`discard`), and
+wait while it is being stored, so no older state lands after a newer one. A job never waits
+for other jobs' states.
 """
 
 from __future__ import annotations
@@ -48,13 +50,20 @@ class StateBatch:
         timers.at_tick_end(self.flush)
 
     def defer(self, backend: Any, job_id: str, state: str, meta: Any, request: Any) -> None:
-        """Store `state` by the next tick (`backend` has `store_many`), unless overtaken."""
+        """Store `state` at the next tick's end (`backend` has `store_many`), unless overtaken."""
         with self._changed:
             self._kept[job_id] = (backend, state, meta, request)
             if self._flush_due:
                 return
             self._flush_due = True
-        timers.schedule(0.0, self.flush)
+        try:
+            timers.schedule(0.0, self._flush_at_tick_end)
+        except Exception:  # no timer thread (none could start): store on this thread instead
+            log.warning("could not schedule a store of interim states", exc_info=True)
+            self.flush()
+
+    def _flush_at_tick_end(self) -> None:
+        timers.at_tick_end(self.flush)  # with the tick's progress reports, one batch
 
     def discard(self, job_id: str) -> None:
         """The job ended: its kept state is dropped, or waited for if being stored."""
@@ -70,11 +79,11 @@ class StateBatch:
             self._storing = set(kept)
             self._flush_due = False
         try:
-            by_backend: dict[int, tuple[Any, list[tuple[str, Any, str, Any]]]] = {}
+            by_database: dict[object, tuple[Any, list[tuple[str, Any, str, Any]]]] = {}
             for job_id, (backend, state, meta, request) in kept.items():
-                entry = by_backend.setdefault(id(backend), (backend, []))
+                entry = by_database.setdefault(_database(backend), (backend, []))
                 entry[1].append((job_id, meta, state, request))
-            for backend, items in by_backend.values():
+            for backend, items in by_database.values():
                 try:
                     backend.store_many(items)
                 except Exception:  # an interim state lost must not change the job's outcome
@@ -83,6 +92,12 @@ class StateBatch:
             with self._changed:
                 self._storing = set()
                 self._changed.notify_all()
+
+
+def _database(backend: Any) -> object:
+    """What a batch is grouped by: Celery keeps a backend per thread, one URL for them all."""
+    url = getattr(backend, "url", None)
+    return (type(backend), url) if isinstance(url, str) and url else id(backend)
 
 
 _batch = StateBatch()

@@ -155,7 +155,7 @@ def test_a_deferred_state_is_stored_by_the_next_tick_with_the_others_of_its_time
 
 
 def test_a_deferred_state_overtaken_by_the_jobs_outcome_is_never_stored(
-    monkeypatch: pytest.MonkeyPatch,
+    ticking: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scheduled: list[Any] = []
     monkeypatch.setattr(timers, "schedule", lambda delay, cb: scheduled.append(cb))
@@ -163,7 +163,9 @@ def test_a_deferred_state_overtaken_by_the_jobs_outcome_is_never_stored(
     batch = StateBatch()
     batch.defer(backend, "a", "STARTED", {"pid": 1}, request=None)
     batch.defer(backend, "b", "STARTED", {"pid": 1}, request=None)
-    assert scheduled == [batch.flush]  # one flush asked for the states of one tick
+    [callback] = scheduled  # one tick asked for, for both
+    callback()
+    assert ticking == [batch.flush]  # at the tick's end, with its progress reports
     batch.discard("a")  # "a" ended first
     batch.flush()
     assert [item[0] for item in backend.batches[0]] == ["b"]
@@ -179,3 +181,41 @@ def test_a_later_report_replaces_a_deferred_state_of_the_same_job(
     batch.store(Task(backend), "a", "PROGRESS", {"progress": 10})
     batch.flush()
     assert [(item[0], item[2]) for item in backend.batches[0]] == [("a", "PROGRESS")]
+
+
+class Backend(FakeBackend):
+    """One of Celery's per-thread backends of one app: they share its URL."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+
+def test_states_of_one_database_go_in_one_batch_whichever_threads_backend_made_them(
+    ticking: list[Any],
+) -> None:
+    first, second, other = Backend("redis://h/1"), Backend("redis://h/1"), Backend("redis://h/2")
+    batch = StateBatch()
+    batch.store(Task(first), "a", "PROGRESS", {})
+    batch.store(Task(second), "b", "PROGRESS", {})
+    batch.store(Task(other), "c", "PROGRESS", {})
+    batch.flush()
+    assert [[item[0] for item in items] for items in first.batches] == [["a", "b"]]
+    assert second.batches == []
+    assert [[item[0] for item in items] for items in other.batches] == [["c"]]
+
+
+def test_a_timer_that_cannot_start_stores_the_state_at_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_thread(delay: float, callback: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(timers, "schedule", no_thread)
+    backend = FakeBackend()
+    batch = StateBatch()
+    batch.defer(backend, "a", "STARTED", {"pid": 1}, request=None)
+    assert [item[0] for item in backend.batches[0]] == ["a"]
+    assert "could not schedule" in caplog.text
+    batch.defer(backend, "b", "STARTED", {"pid": 1}, request=None)  # and it tries again
+    assert len(backend.batches) == 2

@@ -175,3 +175,14 @@ def test_a_started_state_still_kept_never_lands_after_the_jobs_outcome(
     time.sleep(3 * timers.GRID)  # the timer's next tick has come and gone
     backend._cache.pop(task_id, None)
     assert backend.get_task_meta(task_id)["status"] == outcome
+
+
+def test_a_started_state_still_kept_never_replaces_a_newer_one_stored_at_once(
+    results_url: str,
+) -> None:
+    backend = _app(results_url).backend
+    backend.store_result("job-p", {"pid": 7}, states.STARTED, request=_request("job-p"))
+    backend.store_result("job-p", {"progress": 50}, "PROGRESS", request=_request("job-p"))
+    time.sleep(3 * timers.GRID)
+    backend._cache.pop("job-p", None)
+    assert backend.get_task_meta("job-p")["status"] == "PROGRESS"
