@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.errors import ConnectorError, FailureType
-from connectors.journal import JobJournal, count_paid_call
+from connectors.journal import JobJournal
 from connectors.protocol.gate import deferred_error
 from emp_tasks import metrics
 from emp_tasks.breaker import (
@@ -158,16 +158,16 @@ class ProviderGate:
         # at the price of noticing another worker's opening that much later.
         self._seen: dict[str, tuple[BreakerState, float]] = {}
 
-    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> None:
-        counted = False
+    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> bool:
         try:
-            counted = self._admit(service, key, journal)
+            return self._admit(service, key, journal)
         except ConnectorError:
             raise
         except Exception:  # the gate's Redis is down: the call goes, as it would without one
+            # A count the script made before its reply was lost is counted again by the
+            # client: a paid call is never left uncounted, at worst counted twice.
             log.warning("call gate unavailable: %s call sent unchecked", service, exc_info=True)
-        if not counted:
-            count_paid_call(journal)
+            return False
 
     def settle(self, service: str, key: str | None, error: ConnectorError | None) -> None:
         try:

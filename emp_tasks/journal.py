@@ -8,7 +8,8 @@ worker's var folder and the backend keeps only its path: a base64 image never si
 staged entry is host-local; a retry on another host does not find it and calls again.
 
 A job's first delivery has nothing to resume, so its journal reads nothing: a fresh job pays
-one write per paid call (the count) and one per answer kept.
+one write per answer kept, and one per paid call (the count) unless the call gate's script
+counts the call with its own check (emp_tasks.callgate).
 """
 
 from __future__ import annotations

@@ -42,6 +42,5 @@ def same_database(a: Any, b: Any) -> bool:
         return False
     kwargs = [getattr(pool, "connection_kwargs", {}) for pool in pools]
     if not (kwargs[0].get("host") or kwargs[0].get("path")):
-        return False  # nothing names where it connects: only the same client is the same
-    services = {getattr(pool, "service_name", None) for pool in pools}  # Sentinel's
-    return len(services) == 1 and all(kwargs[0].get(k) == kwargs[1].get(k) for k in _WHERE)
+        return False  # nothing names where it connects (Sentinel's): only the same client
+    return all(kwargs[0].get(k) == kwargs[1].get(k) for k in _WHERE)

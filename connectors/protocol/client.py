@@ -174,14 +174,15 @@ class HttpClient:
 
         A gated request is admitted by the gate first (which may raise a deferral) and its
         outcome reported back, so limits, holds and the breaker see every paid call. A call
-        with the job's `journal` is a paid call, counted there once it may go (by the gate,
-        for a gated one), so a deferral is no paid call.
+        with the job's `journal` is a paid call, counted there once it may go (by the gate
+        itself when it can), so a deferral is no paid call.
         """
         gate = self.gate if self._gated(request) else None
         if gate is None:
             count_paid_call(journal)
             return self._send(request)
-        gate.admit(self.service, self.key_id, journal)  # an admitted call is settled below
+        if not gate.admit(self.service, self.key_id, journal):
+            count_paid_call(journal)  # an admitted call is always settled below
         try:
             response = self._send(request)
         except ConnectorError as exc:

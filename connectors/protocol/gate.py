@@ -33,11 +33,11 @@ _WAIT = Classification(FailureType.RATE_LIMIT, FailureReason.REQUESTS_PER_MINUTE
 class CallGate(Protocol):
     """Admits a provider's paid calls (or defers them) and learns how each one went."""
 
-    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> None:
-        """Return when the call may be sent now, counted in `journal`; else raise a deferral.
+    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> bool:
+        """Return when the call may be sent now; raise a deferral (`deferred_error`) if not.
 
-        A deferral (`deferred_error`) counts nothing. A call admitted is counted once, with
-        `count_paid_call` or in the gate's own step when it can.
+        True when the gate has counted the call in the job's `journal` itself (in the same
+        step as its own check); otherwise the client counts it.
         """
         ...
 

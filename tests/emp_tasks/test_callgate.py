@@ -207,8 +207,9 @@ class RecordingGate:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str | None, str | None]] = []
 
-    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> None:
+    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> bool:
         self.seen.append(("admit", key, None))
+        return False
 
     def settle(self, service: str, key: str | None, error: ConnectorError | None) -> None:
         self.seen.append(("settle", key, error.failure_reason.value if error else None))

@@ -1,4 +1,7 @@
-"""The call gate counts a call it lets go at once in the limiter's own script, on a real Redis."""
+"""The call gate counts a call it lets go at once in the limiter's own script, on a real Redis.
+
+Calls go through a real `HttpClient` (its transport a fake), which counts what the gate did not.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import pytest
 import redis
 
 from connectors.errors import ConnectorError
+from connectors.protocol.client import HttpClient, HttpRequest
 from connectors.protocol.gate import deferral
+from connectors.testing import fake_session, json_reply
 from emp_tasks.breaker import RedisBreakerStore
 from emp_tasks.callgate import GateSettings, ProviderGate
 from emp_tasks.journal import Journal, RedisStore
@@ -25,6 +30,13 @@ def _gate(client: Any, rate: Rate | None, sleeps: list[float]) -> ProviderGate:
     return ProviderGate(
         RedisLimiter(client), RedisBreakerStore(client), settings, sleep=sleeps.append
     )
+
+
+def _send(gate: ProviderGate, journal: Journal) -> None:
+    """One paid call through the client, as a connector sends it."""
+    session, _ = fake_session(json_reply({"ok": True}))
+    client = HttpClient("glif", "http://127.0.0.1:9", session=session).with_gate(gate)
+    client.send(HttpRequest("POST", client.url()), journal=journal)
 
 
 def _journal(client: Any, job_id: str, tmp_path: Path) -> Journal:
@@ -49,9 +61,9 @@ def test_a_call_that_may_go_at_once_is_admitted_and_counted_in_one_round_trip(
 ) -> None:
     client = redis.Redis(port=own_redis.port, db=1)
     gate, journal = _gate(client, rate, []), _journal(client, "job-1", tmp_path)
-    gate.admit("glif", "k", journal)  # loads the script, reads the breaker once
+    _send(gate, journal)  # loads the script, reads the breaker once
     time.sleep(0.02)  # past the next slot (10 ms on): this call may go at once
-    sent = _sent(client, lambda: gate.admit("glif", "k", journal))
+    sent = _sent(client, lambda: _send(gate, journal))
     assert (sent["evalsha"], sent["incr"], sent["expire"]) == (1, 1, 1)
     assert set(sent) <= {"evalsha", "time", "get", "set", "incr", "expire"}
     assert journal.provider_calls() == 2
@@ -65,8 +77,8 @@ def test_a_call_that_waits_for_its_slot_is_counted_once_after_the_wait(
     client = redis.Redis(port=own_redis.port, db=1)
     sleeps: list[float] = []
     gate, journal = _gate(client, Rate(5, 1), sleeps), _journal(client, "job-2", tmp_path)
-    gate.admit("glif", "k", journal)
-    gate.admit("glif", "k", journal)  # 0.2 s later than the first: slept in, then counted
+    _send(gate, journal)
+    _send(gate, journal)  # 0.2 s later than the first: slept in, then counted
     assert sleeps == [pytest.approx(0.2, abs=0.05)]
     assert journal.provider_calls() == 2
     assert client.get(RedisStore.key("job-2", "provider_calls")) == b"2"
@@ -75,9 +87,9 @@ def test_a_call_that_waits_for_its_slot_is_counted_once_after_the_wait(
 def test_a_deferred_call_is_not_counted(own_redis: RedisServer, tmp_path: Path) -> None:
     client = redis.Redis(port=own_redis.port, db=1)
     gate, journal = _gate(client, None, []), _journal(client, "job-3", tmp_path)
-    gate.limiter.hold("glif:k", 5.0)  # a provider's Retry-After
+    gate.limiter.hold("glif:default", 5.0)  # a provider's Retry-After
     with pytest.raises(ConnectorError) as info:
-        gate.admit("glif", "k", journal)
+        _send(gate, journal)
     assert deferral(info.value) == "hold"
     assert journal.provider_calls() == 0
     assert client.get(RedisStore.key("job-3", "provider_calls")) is None
@@ -90,8 +102,8 @@ def test_a_jobs_own_client_of_the_same_database_is_counted_in_the_gates_script(
     gate_client = redis.Redis(port=own_redis.port, db=1)
     job_client = redis.Redis(port=own_redis.port, db=1)
     gate, journal = _gate(gate_client, None, []), _journal(job_client, "job-5", tmp_path)
-    gate.admit("glif", "k", journal)
-    sent = _sent(gate_client, lambda: gate.admit("glif", "k", journal))
+    _send(gate, journal)
+    sent = _sent(gate_client, lambda: _send(gate, journal))
     assert (sent["evalsha"], sent["incr"]) == (1, 1)
     assert job_client.get(RedisStore.key("job-5", "provider_calls")) == b"2"
 
@@ -102,6 +114,6 @@ def test_a_journal_in_another_redis_counts_there_itself(
     gate_client = redis.Redis(port=own_redis.port, db=1)
     journal_client = redis.Redis(port=own_redis.port, db=2)
     gate, journal = _gate(gate_client, None, []), _journal(journal_client, "job-4", tmp_path)
-    gate.admit("glif", "k", journal)
+    _send(gate, journal)
     assert journal_client.get(RedisStore.key("job-4", "provider_calls")) == b"1"
     assert gate_client.get(RedisStore.key("job-4", "provider_calls")) is None

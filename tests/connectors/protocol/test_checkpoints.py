@@ -10,7 +10,7 @@ import requests
 from connectors.assets.base import SERVICE as STORAGE
 from connectors.base import AnyPayload
 from connectors.errors import Classification, ConnectorError, FailureReason, FailureType
-from connectors.journal import ANSWER, PROVIDER_JOB, JobJournal, MemoryJournal, count_paid_call
+from connectors.journal import ANSWER, PROVIDER_JOB, JobJournal, MemoryJournal
 from connectors.models import JobData, JobResult
 from connectors.protocol.answers import restore_answer, snapshot_answer
 from connectors.protocol.client import HttpClient
@@ -179,12 +179,12 @@ class ScriptedGate:
         self.journal, self.defer = journal, defer
         self.counted_at_admit: list[int] = []
 
-    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> None:
+    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> bool:
         self.counted_at_admit.append(self.journal.provider_calls())
         if self.defer:
             self.defer -= 1
             raise deferred_error(service, "rate_limit", 1.5)
-        count_paid_call(journal)
+        return False  # the client counts
 
     def settle(self, service: str, key: str | None, error: ConnectorError | None) -> None:
         pass
@@ -217,6 +217,24 @@ def test_a_polling_submit_deferred_by_the_gate_is_no_paid_call() -> None:
     assert deferral(info.value)
     assert journal.provider_calls() == 0
     assert transport.sent == []
+
+
+class CountingGate(ScriptedGate):
+    """A gate that counts the call in its own step, as the runtime's does on Redis."""
+
+    def admit(self, service: str, key: str | None, journal: JobJournal | None = None) -> bool:
+        assert journal is not None
+        journal.paid_call()
+        return True
+
+
+def test_a_call_the_gate_counted_is_not_counted_again() -> None:
+    journal = MemoryJournal()
+    connector, adapter = saving(json_reply({"url": "s3://out.png"}))
+    connector.client = connector.client.with_gate(CountingGate(journal))
+    connector.process_job(job(journal))
+    assert journal.provider_calls() == 1
+    assert len(adapter.requests) == 1
 
 
 class SettlingGate(ScriptedGate):
