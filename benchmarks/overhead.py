@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -54,8 +55,10 @@ def run(
     label: str, submit: object, jobs: int, redis_url: str, pids: list[int], others: list[int]
 ) -> float:
     """One side's run; `others` are Redis' and the emulator's pids."""
+    redis_pid, emulator_pid = others
     before, cpu = command_calls(redis_url), sum(map(cpu_seconds, pids))
-    (redis_cpu, emulator_cpu), here_cpu = map(cpu_seconds, others), time.process_time()
+    redis_cpu, emulator_cpu = cpu_seconds(redis_pid), cpu_seconds(emulator_pid)
+    here_cpu = time.process_time()
     started = time.perf_counter()
     results = [submit() for _ in range(jobs)]  # type: ignore[operator]
     submitted = time.perf_counter() - started
@@ -63,8 +66,8 @@ def run(
         result.get(timeout=300)
     elapsed = time.perf_counter() - started
     cpu_ms = (sum(map(cpu_seconds, pids)) - cpu) * 1000 / jobs
-    redis_ms = (cpu_seconds(others[0]) - redis_cpu) * 1000 / jobs
-    emulator_ms = (cpu_seconds(others[1]) - emulator_cpu) * 1000 / jobs
+    redis_ms = (cpu_seconds(redis_pid) - redis_cpu) * 1000 / jobs
+    emulator_ms = (cpu_seconds(emulator_pid) - emulator_cpu) * 1000 / jobs
     here_ms = (time.process_time() - here_cpu) * 1000 / jobs
     after = command_calls(redis_url)
     per_job = {name: (n - before.get(name, 0)) / jobs for name, n in after.items()}
@@ -90,7 +93,9 @@ class EmulatorProcess:
         argv += ["--token", TOKEN, "--latency", str(latency)]
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().strip()  # it prints its URL once serving
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        # It prints its URL once serving.
+        self.url = self.proc.stdout.readline().strip() if ready else ""
         if not self.url.startswith("http://"):
             self.stop()
             raise RuntimeError("the Glif emulator did not start")
@@ -148,8 +153,8 @@ def main() -> int:
     broker = f"redis://127.0.0.1:{port}/0"
     os.environ.update(EMP_BROKER_URL=broker, EMP_RESULT_BACKEND=f"redis://127.0.0.1:{port}/1")
 
+    emulator = EmulatorProcess(args.latency)  # first: nothing else to stop if it fails
     redis_server = RedisServer(port).start()
-    emulator = EmulatorProcess(args.latency)
     env = {
         "GLIF_API_TOKEN": TOKEN,
         "GLIF_BASE_URL": emulator.url,
