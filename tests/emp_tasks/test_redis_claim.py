@@ -7,8 +7,8 @@ import pytest
 from emp_tasks.redis_claim import CLAIM, MULTI_KEY_WAIT, claim_args, peek_args, supports_blmove
 
 
-def test_claim_passes_both_unacked_keys_then_the_queues_and_one_flag_per_queue() -> None:
-    args = claim_args("unacked", "unacked_index", ["glif", "webhooks"], [True, False], 12.5)
+def test_claim_passes_both_unacked_keys_the_queues_one_flag_per_queue_and_the_most() -> None:
+    args = claim_args("unacked", "unacked_index", ["glif", "webhooks"], [True, False], 12.5, 4)
     assert args == [
         "EVAL",
         CLAIM,
@@ -20,6 +20,7 @@ def test_claim_passes_both_unacked_keys_then_the_queues_and_one_flag_per_queue()
         "12.5",
         "1",
         "0",
+        "4",
     ]
 
 

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -273,3 +274,53 @@ def test_consumers_killed_while_taking_messages_lose_none(redis_server: RedisSer
     # kill between its BRPOP and its HSET of the unacked record.
     lost = kill_consumers_while_they_take("emp_tasks.redis_transport:Transport", 3000, 25)
     assert lost == 0
+
+
+def test_one_claim_takes_as_many_messages_as_the_prefetch_window_has_room_for(
+    redis_server: RedisServer,
+) -> None:
+    with _connection() as conn:
+        queue = _queue("batch", conn)
+        queue.declare()
+        producer = Producer(conn.default_channel)
+        for n in range(12):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key="batch")
+        got: list[Any] = []
+        consumer = conn.Consumer(
+            queue, callbacks=[lambda body, message: got.append(message)], prefetch_count=5
+        )
+        with consumer:
+            conn.drain_events(timeout=5)  # one reply
+            assert [message.payload["n"] for message in got] == [0, 1, 2, 3, 4]
+            raw = _raw()
+            assert raw.llen(queue.name) == 7
+            assert all(raw.hget("unacked", m.delivery_tag) is not None for m in got)
+            got[0].ack()
+            got[1].ack()
+            conn.drain_events(timeout=5)  # room for two again: two more, in order
+            assert [message.payload["n"] for message in got] == list(range(7))
+            for message in got[2:]:
+                message.ack()
+
+
+def test_a_message_whose_delivery_fails_does_not_hold_back_the_others_claimed_with_it(
+    redis_server: RedisServer,
+) -> None:
+    with _connection() as conn:
+        queue = _queue("batch-fail", conn)
+        queue.declare()
+        producer = Producer(conn.default_channel)
+        for n in range(4):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key="batch-fail")
+        got: list[int] = []
+
+        def receive(body: Any, message: Any) -> None:
+            if body["n"] == 1:
+                raise ValueError("this one cannot be handled")
+            got.append(body["n"])
+            message.ack()
+
+        consumer = conn.Consumer(queue, callbacks=[receive], prefetch_count=4)
+        with consumer, pytest.raises(ValueError, match="cannot be handled"):
+            conn.drain_events(timeout=5)
+        assert got == [0, 2, 3]
