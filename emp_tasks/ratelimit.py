@@ -251,8 +251,8 @@ class RedisLimiter:
     ) -> Slot:
         interval_ms = 0 if rate is None else max(1, round(rate.interval * 1000))
         keys = self._keys(key)
-        args = [interval_ms, round(horizon * 1000), round(reserved * 1000)]
-        args.append(round(RESERVATION_GRACE * 1000))
+        grace_ms = round(RESERVATION_GRACE * 1000)
+        args = [interval_ms, round(horizon * 1000), round(reserved * 1000), grace_ms]
         if count is not None and same_database(count.client, self._client):  # else: not here
             keys.append(count.key)
             args.append(count.ttl)

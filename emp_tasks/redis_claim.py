@@ -75,8 +75,10 @@ def claim_args(
     now: float,
     most: int = 1,
 ) -> list[object]:
-    """The EVAL command that claims up to `most` messages of the first of `keys` that has any,
-    recording the acked ones."""
+    """The EVAL command that claims up to `most` messages of the first of `keys` with any.
+
+    The messages of acked queues are recorded as unacked in the same step.
+    """
     flags = ["1" if ack else "0" for ack in acked]
     return ["EVAL", CLAIM, 2 + len(keys), unacked, index, *keys, repr(now), *flags, str(most)]
 

@@ -66,14 +66,14 @@ class StateBatch:
         timers.at_tick_end(self.flush)  # with the tick's progress reports, one batch
 
     def discard(self, job_id: str) -> None:
-        """The job ended: its kept state is dropped, or waited for if being stored."""
+        """A newer state of the job is being stored: drop its kept one, or wait for its store."""
         with self._changed:
             self._kept.pop(job_id, None)
             while job_id in self._storing:
                 self._changed.wait()
 
     def flush(self) -> None:
-        """Store every kept state, one batch per result backend."""
+        """Store every kept state, one batch per result database."""
         with self._changed:
             kept, self._kept = self._kept, {}
             self._storing = set(kept)
