@@ -19,6 +19,7 @@ __all__ = ["Outcome", "ended", "job_cost", "started"]
 
 log = logging.getLogger("emp_tasks.jobs")
 Outcome = Literal["completed", "failed", "retried", "waited"]
+LOGGED_MESSAGE = 500  # characters of an error's message in its outcome line
 
 
 def job_cost(service: str, metadata: Mapping[str, Any]) -> tuple[float, str] | None:
@@ -59,6 +60,7 @@ def ended(
     duration_ms: int,
     error: ConnectorError | None = None,
     metadata: Mapping[str, Any] | None = None,
+    again_in: float | None = None,  # seconds until a retried or waiting job runs again
 ) -> None:
     """The attempt ended: one log line, and the counters."""
     metrics.JOBS_IN_PROGRESS.labels(service).dec()
@@ -81,6 +83,10 @@ def ended(
     if cost is not None:
         metrics.JOB_COST.labels(service, cost[1]).inc(cost[0])
     detail = f" ({fields['failure_type']}/{fields['failure_reason']})" if error else ""
+    if again_in is not None:
+        detail += f", again in {again_in:g} s"
+    if error is not None:  # what Celery's own line said; it is no longer logged at INFO
+        detail += f": {error.message[:LOGGED_MESSAGE]}"
     level = logging.WARNING if outcome == "failed" else logging.INFO
     log.log(
         level,

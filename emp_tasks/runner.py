@@ -293,7 +293,7 @@ def _fail_or_retry(
         events.send(
             "retry_job", ev.retry_fields(spec.name, events.job_id, error, attempt + 1, countdown)
         )
-        _ended(spec, "retried", events, began, error=error)
+        _ended(spec, "retried", events, began, error=error, again_in=countdown)
         # Celery's own retry: a new message with the same id, delivered after `countdown`.
         # max_retries=None because retry_decision is the one place that bounds attempts.
         raise task.retry(exc=error, countdown=countdown, max_retries=None)
@@ -326,7 +326,7 @@ def _wait_for_provider(
     )
     events.send("wait_job", fields)
     metrics.JOB_WAITS.labels(spec.name, fields["reason"]).inc()
-    _ended(spec, "waited", events, began)
+    _ended(spec, "waited", events, began, again_in=seconds)
     kwargs = {"ctx": ctx, "metadata": meta}
     raise task.retry(args=[payload], kwargs=kwargs, countdown=seconds, max_retries=None)
 

@@ -7,10 +7,11 @@ import logging
 import sys
 
 import pytest
+from celery.app import trace
 
 from connectors.errors import ConnectorError
 from connectors.redact import register_secret
-from emp_tasks.logs import JsonFormatter, log_format
+from emp_tasks.logs import JsonFormatter, RepeatedOutcomes, _one_outcome_line, log_format
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -57,3 +58,42 @@ def test_log_format_defaults_to_text(env: dict[str, str], expected: str) -> None
 def test_an_unknown_log_format_names_the_setting() -> None:
     with pytest.raises(ConnectorError, match="EMP_LOG_FORMAT must be text or json"):
         log_format({"EMP_LOG_FORMAT": "logfmt"})
+
+
+@pytest.mark.parametrize(
+    ("level", "message", "args", "kept"),
+    [
+        (logging.INFO, trace.LOG_SUCCESS, {"name": "emp.glif", "id": "j", "runtime": 1,
+                                           "return_value": "{...}"}, False),
+        (logging.INFO, trace.LOG_RETRY, {"name": "emp.glif", "id": "j", "exc": "busy"}, False),
+        (logging.INFO, trace.LOG_FAILURE.strip(),
+         {"name": "emp.glif", "id": "j", "description": "raised expected", "exc": "e"}, False),
+        (logging.ERROR, trace.LOG_FAILURE.strip(),
+         {"name": "emp.glif", "id": "j", "description": "raised unexpected", "exc": "e"}, True),
+        (logging.INFO, trace.LOG_IGNORED,
+         {"name": "emp.glif", "id": "j", "description": "Task already completed successfully."},
+         True),
+    ],
+)  # fmt: skip
+def test_celery_lines_that_repeat_an_outcome_are_dropped_and_the_rest_kept(
+    level: int, message: str, args: dict[str, object], kept: bool
+) -> None:
+    rec = logging.LogRecord("celery.app.trace", level, __file__, 1, message, (args,), None)
+    assert RepeatedOutcomes().filter(rec) is kept
+
+
+@pytest.mark.parametrize(
+    ("loglevel", "filtered"),
+    [(logging.INFO, True), ("INFO", True), (logging.WARNING, True), (logging.DEBUG, False),
+     ("DEBUG", False)],
+)  # fmt: skip
+def test_the_filter_is_installed_once_below_debug(loglevel: int | str, filtered: bool) -> None:
+    logger = logging.getLogger("celery.app.trace")
+    before = list(logger.filters)
+    try:
+        _one_outcome_line(loglevel=loglevel)
+        _one_outcome_line(loglevel=loglevel)
+        added = [f for f in logger.filters if isinstance(f, RepeatedOutcomes)]
+        assert len(added) == (1 if filtered else 0)
+    finally:
+        logger.filters[:] = before

@@ -75,10 +75,17 @@ def test_a_failed_attempt_counts_its_classification_and_logs_a_warning(
     )  # fmt: skip
 
 
-def test_a_retried_attempt_is_not_a_failure() -> None:
+def test_a_retried_attempt_is_not_a_failure_and_says_when_it_runs_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     error = ConnectorError("busy", failure_type=FailureType.RATE_LIMIT)
     outcomes.started("t3")
-    outcomes.ended("t3", "retried", job_id="j3", attempt=1, duration_ms=1, error=error)
+    with caplog.at_level(logging.INFO, logger="emp_tasks.jobs"):
+        outcomes.ended(
+            "t3", "retried", job_id="j3", attempt=1, duration_ms=1, error=error, again_in=2.5
+        )
+    (rec,) = caplog.records
+    assert rec.getMessage().endswith("(rate_limit/unknown_error), again in 2.5 s: busy")
     assert sample("emp_jobs_total", service="t3", outcome="retried") == 1
     assert sample("emp_job_failures_total", service="t3", failure_type="rate_limit",
                   failure_reason=error.failure_reason.value) == 0  # fmt: skip

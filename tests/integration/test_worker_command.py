@@ -78,8 +78,8 @@ def test_json_logs_carry_job_fields_and_never_the_token(
     worker, _ = fleet
     glif_emulator.queue_faults([Fault("unauthorized")], match={"workflow_id": "sandbox-text"})
     bad = emp_tasks.submit("glif", {"workflow_id": "sandbox-text", "inputs": ["x"]})
+    assert finish(bad)["status"] == "failed"  # before the next: the fault is the first call's
     good = emp_tasks.submit("glif", {"workflow_id": "sandbox-text", "inputs": ["y"]})
-    assert finish(bad)["status"] == "failed"
     assert finish(good)["status"] == "completed"
     outcomes = {
         line["job_id"]: line for line in log_lines(worker) if line.get("logger") == "emp_tasks.jobs"
@@ -89,7 +89,12 @@ def test_json_logs_carry_job_fields_and_never_the_token(
     assert outcomes[good.id]["outcome"] == "completed"
     assert {"service", "attempt", "duration_ms"} <= set(outcomes[good.id])
     # Celery's own lines are JSON too, and nothing at all carries the token.
-    assert any(str(line["message"]).startswith("Task emp.glif[") for line in log_lines(worker))
+    messages = [str(line["message"]) for line in log_lines(worker)]
+    assert any(message.startswith("Task emp.glif[") for message in messages)
+    # One line per outcome: Celery's own success and failure lines are not repeated, and the
+    # outcome line says what the error said.
+    assert not any(" succeeded in " in message or " raised " in message for message in messages)
+    assert str(outcomes[bad.id]["message"]).endswith(finish(bad)["error"]["message"])
     assert TOKEN not in worker.text()
 
 
