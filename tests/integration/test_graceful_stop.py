@@ -49,6 +49,9 @@ def test_sigterm_lets_a_running_job_finish_and_pays_once(
     assert record["attempts"] == 1
     assert len(calls) == 1  # finished here, not requeued and paid again elsewhere
     assert took < 30, "the worker waited out the whole timeout instead of exiting when done"
+    # Its ack reached Redis on the way out: nothing of it is left in `unacked` to come back.
+    unacked = redis.Redis(port=REDIS_PORT).hvals("unacked")
+    assert not any(job.id.encode() in value for value in unacked)
 
 
 def test_sigterm_requeues_a_job_still_running_at_the_timeout(

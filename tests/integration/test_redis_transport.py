@@ -324,3 +324,97 @@ def test_a_message_whose_delivery_fails_does_not_hold_back_the_others_claimed_wi
         with consumer, pytest.raises(ValueError, match="cannot be handled"):
             conn.drain_events(timeout=5)
         assert got == [0, 2, 3]
+
+
+class _Loop:
+    """What the transport needs of Celery's event loop: its thread, and its tick and close."""
+
+    def __init__(self) -> None:
+        self._loop_thread = threading.get_ident()
+        self.on_tick: set[Any] = set()
+        self.on_close: set[Any] = set()
+        self.poller = None
+
+    def tick(self) -> None:
+        for callback in list(self.on_tick):
+            callback()
+
+    def close(self) -> None:
+        for callback in list(self.on_close):
+            callback(self)
+
+
+def _three_claimed(conn: Connection, name: str) -> list[Any]:
+    queue = _queue(name, conn)
+    queue.declare()
+    producer = Producer(conn.default_channel)
+    for n in range(3):
+        producer.publish({"n": n}, exchange=queue.exchange, routing_key=name)
+    got: list[Any] = []
+    consumer = conn.Consumer(
+        queue, callbacks=[lambda body, message: got.append(message)], prefetch_count=3
+    )
+    consumer.consume()
+    conn.drain_events(timeout=5)
+    assert len(got) == 3
+    return got
+
+
+def _loop_of(conn: Connection) -> _Loop:
+    loop = _Loop()
+    # The tick and close hooks only: kombu's own registration needs a real poller.
+    conn.transport._ack_loop = loop
+    loop.on_tick.add(conn.transport.flush_acks)
+    loop.on_close.add(conn.transport._loop_closing)
+    return loop
+
+
+def _in_unacked(messages: list[Any]) -> list[bool]:
+    raw = _raw()
+    return [raw.hget("unacked", m.delivery_tag) is not None for m in messages]
+
+
+def test_acks_on_the_loops_thread_leave_unacked_together_at_its_tick(
+    redis_server: RedisServer,
+) -> None:
+    with _connection() as conn:
+        got = _three_claimed(conn, "acks-tick")
+        loop = _loop_of(conn)
+        qos = conn.default_channel.qos
+        for message in got:
+            message.ack()
+        assert _in_unacked(got) == [True, True, True]  # kept for the tick
+        assert qos.can_consume_max_estimate() == 3  # but their room is open at once
+        before = int(_raw().info("commandstats").get("cmdstat_multi", {}).get("calls", 0))
+        loop.tick()
+        after = int(_raw().info("commandstats").get("cmdstat_multi", {}).get("calls", 0))
+        assert _in_unacked(got) == [False, False, False]
+        assert after - before == 1  # one pipeline for the three
+
+
+def test_an_ack_on_another_thread_or_a_closing_loop_goes_at_once(
+    redis_server: RedisServer,
+) -> None:
+    with _connection() as conn:
+        got = _three_claimed(conn, "acks-now")
+        loop = _loop_of(conn)
+        worker = threading.Thread(target=got[0].ack)
+        worker.start()
+        worker.join()
+        got[1].ack()  # kept, then removed as the loop closes
+        assert _in_unacked(got) == [False, True, True]
+        loop.close()
+        assert _in_unacked(got) == [False, False, True]
+        got[2].ack()
+        assert _in_unacked(got) == [False, False, False]
+
+
+def test_a_closing_channel_removes_the_acks_it_kept(redis_server: RedisServer) -> None:
+    with _connection() as conn:
+        got = _three_claimed(conn, "acks-close")
+        _loop_of(conn)
+        for message in got:
+            message.ack()
+        assert _in_unacked(got) == [True, True, True]
+        conn.default_channel.close()
+        assert _in_unacked(got) == [False, False, False]
