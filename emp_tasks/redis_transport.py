@@ -62,7 +62,7 @@ class QoS(kombu_redis.QoS):
         self._acked_lock = threading.Lock()
 
     def ack(self, delivery_tag: str) -> None:
-        if not self.channel.connection.defers_acks():
+        if getattr(self.channel, "_closing", False) or not self.channel.connection.defers_acks():
             super().ack(delivery_tag)  # kombu's: a round trip now
             return
         with self._acked_lock:
@@ -83,6 +83,12 @@ class QoS(kombu_redis.QoS):
                 pipe.execute()
         except Exception:  # as a failed ack in kombu: back after the visibility timeout
             log.warning("could not remove %d acked messages from unacked", len(tags), exc_info=True)
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        # kombu walks the delivered messages without its own flush: a kept ack's record is
+        # still in `unacked`, and would be restored though it was acked.
+        self.flush_acks()
+        return super().restore_unacked(client)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         claimed = self.channel._claimed
@@ -269,10 +275,11 @@ class Transport(kombu_redis.Transport):
 
     Channel = Channel
     _ack_loop: Any = None  # the event loop whose ticks remove acked messages; None: at once
+    _ack_hub: Any = None  # the loop the tick is registered on, to unregister it
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         super().register_with_event_loop(connection, loop)
-        self._ack_loop = loop
+        self._ack_loop = self._ack_hub = loop
         loop.on_tick.add(self.flush_acks)
         loop.on_close.add(self._loop_closing)
 
@@ -293,7 +300,7 @@ class Transport(kombu_redis.Transport):
         self.flush_acks()
 
     def close_connection(self, connection: Any) -> None:
-        loop, self._ack_loop = self._ack_loop, None  # a reconnected consumer has a new one
+        loop, self._ack_loop, self._ack_hub = self._ack_hub, None, None  # a reconnect: new one
         if loop is not None:
             loop.on_tick.discard(self.flush_acks)
             loop.on_close.discard(self._loop_closing)

@@ -99,8 +99,17 @@ def _watch(timeout: float) -> None:
         and pool.__class__.__module__.endswith("prefork")
     ):
         pool.terminate()  # the jobs' child processes must not finish what was requeued
+    _flush_acks()  # the jobs that did finish: their acks the loop still keeps
     logging.shutdown()
     os._exit(0)  # threads and greenlets cannot be stopped any other way
+
+
+def _flush_acks() -> None:
+    transport = getattr(getattr(_consumer, "connection", None), "transport", None)
+    flush = getattr(transport, "flush_acks", None)
+    if flush is not None:
+        with contextlib.suppress(Exception):
+            flush()
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]

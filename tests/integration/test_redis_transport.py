@@ -418,3 +418,18 @@ def test_a_closing_channel_removes_the_acks_it_kept(redis_server: RedisServer) -
         assert _in_unacked(got) == [True, True, True]
         conn.default_channel.close()
         assert _in_unacked(got) == [False, False, False]
+
+
+def test_restoring_unacked_messages_does_not_bring_back_the_acks_it_kept(
+    redis_server: RedisServer,
+) -> None:
+    with _connection() as conn:
+        got = _three_claimed(conn, "acks-restore")
+        _loop_of(conn)
+        got[0].ack()  # kept
+        conn.default_channel.qos.restore_unacked()
+        assert _in_unacked(got) == [False, False, False]
+        queue = got[0].delivery_info["routing_key"]
+        names = [k.decode() for k in _raw().keys(f"{queue}-*")]
+        back = [json.loads(m)["body"] for name in names for m in _raw().lrange(name, 0, -1)]
+        assert len(back) == 2  # the two never acked are back on their queue, the acked one not
