@@ -275,11 +275,10 @@ class Transport(kombu_redis.Transport):
 
     Channel = Channel
     _ack_loop: Any = None  # the event loop whose ticks remove acked messages; None: at once
-    _ack_hub: Any = None  # the loop the tick is registered on, to unregister it
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         super().register_with_event_loop(connection, loop)
-        self._ack_loop = self._ack_hub = loop
+        self._ack_loop = loop
         loop.on_tick.add(self.flush_acks)
         loop.on_close.add(self._loop_closing)
 
@@ -296,12 +295,15 @@ class Transport(kombu_redis.Transport):
 
     def _loop_closing(self, loop: Any) -> None:
         # A closing loop runs its last callbacks (acks among them) once, and no tick after.
-        self._ack_loop = None
+        self._unregister(loop)
         self.flush_acks()
 
     def close_connection(self, connection: Any) -> None:
-        loop, self._ack_loop, self._ack_hub = self._ack_hub, None, None  # a reconnect: new one
-        if loop is not None:
-            loop.on_tick.discard(self.flush_acks)
-            loop.on_close.discard(self._loop_closing)
+        if self._ack_loop is not None:  # a reconnected consumer registers its new transport
+            self._unregister(self._ack_loop)
         super().close_connection(connection)  # closing each channel removes what it kept
+
+    def _unregister(self, loop: Any) -> None:
+        self._ack_loop = None
+        loop.on_tick.discard(self.flush_acks)
+        loop.on_close.discard(self._loop_closing)
